@@ -1,0 +1,302 @@
+"""``Explainer(model).explain(img)``: the user-facing entry point."""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .config import ExplainConfig, resolve_config
+from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
+from .core.optimize import MaskOptimizer, make_fill, random_background
+from .core.progress import ProgressBar
+from .core.taps import (
+    borrowed,
+    input_channels,
+    model_device,
+    resolve_layers,
+    tap_activations,
+    unwrap_model,
+)
+from .explanation import Explanation
+
+_ROBUSTNESS_DRAWS = 8
+
+
+class Explainer:
+    """Explains a frozen image classifier with activation-matching masks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any classifier mapping ``[B, C, H, W]`` to logits ``[B, classes]``.
+        It is borrowed, never changed: train/eval flags, ``requires_grad`` and
+        BatchNorm buffers are as before after every call, and no hook stays.
+    layers : list of str, optional
+        Modules whose outputs are matched (names from ``model.named_modules()``).
+        Default: stem ReLU and ``layer1..layer4`` for ResNets, otherwise up to
+        five activation modules spread over the network.
+    preprocess : callable, optional
+        Turns a PIL image or HxWxC array into a model-space tensor, e.g.
+        ``weights.transforms()``. Default: to-tensor plus ImageNet normalisation
+        (no resize).
+    labels : sequence of str or dict, optional
+        Class names by id.
+    config : ExplainConfig, preset name or dict, optional
+        Loss weights and schedule; see ``ExplainConfig``.
+    device : str or torch.device, optional
+        Where to compute; must be where the model's parameters are (default).
+    """
+
+    def __init__(self, model: nn.Module, layers=None, preprocess=None, labels=None, config=None, device=None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self._network = unwrap_model(model)
+        self.layers = resolve_layers(self._network, _strip_wrapper_prefix(model, layers))
+        self.preprocess = preprocess if preprocess is not None else DefaultPreprocess()
+        if not callable(self.preprocess):
+            raise TypeError("preprocess must be callable (e.g. torchvision weights.transforms())")
+        self.normalization = find_normalization(self.preprocess)
+        self.labels = _as_label_list(labels)
+        self.config = resolve_config(config)
+        home = model_device(self._network)
+        self.device = torch.device(device) if device is not None else home
+        if self.device.type != home.type or (self.device.index is not None and home.index is not None and self.device.index != home.index):
+            raise ValueError(
+                f"the model's parameters are on {home} but device={self.device}; move the model with "
+                f"model.to('{self.device}') yourself (nbexplain never moves your model), or leave device unset"
+            )
+        self.last_partial: Explanation | None = None  #: best result so far of an interrupted run
+
+    def __repr__(self) -> str:
+        return f"Explainer({type(self._network).__name__}, layers={self.layers})"
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space [C, H, W] -> displayable pixels in [0, 1] (best effort)."""
+        from .explanation import to_display
+
+        return torch.from_numpy(to_display(x, self.normalization)).permute(2, 0, 1)
+
+    # ------------------------------------------------------------------
+    def explain(self, image, target=None, *, seed: int = 0, progress: bool = True, callbacks: Sequence = (),
+                live: bool | None = None, config=None, **options):
+        """Explain one image (or a list of images, optimised together).
+
+        ``target``: class to explain (default: the model's top-1 on the image);
+        for a list, one int for all or one per image. ``config``/``options``
+        override the explainer's configuration for this call, e.g.
+        ``explain(img, steps=300, area=3.0)``. ``live``: show the live widget
+        (default: when running in Jupyter).
+
+        A KeyboardInterrupt stops training, leaves the model as it was, keeps
+        the best mask so far in ``explainer.last_partial`` and propagates.
+        """
+        cfg = resolve_config(config) if config is not None else self.config
+        if options:
+            cfg = cfg.replace(**options)
+        many = isinstance(image, (list, tuple))
+        images = list(image) if many else [image]
+        if not images:
+            raise ValueError("explain() got an empty list of images")
+        targets = _targets_for(target, len(images))
+        channels = input_channels(self._network)
+        xs = [to_model_input(img, self.preprocess, self.normalization, channels) for img in images]
+        _check_size(xs, cfg)
+
+        callbacks = list(callbacks)
+        if live is None:
+            live = not many and _in_notebook()
+        if live and not many:
+            from .widget import live_widget
+
+            callbacks.append(live_widget(labels=self.labels))
+        elif progress:
+            callbacks.append(ProgressBar())
+
+        results: list[Explanation | None] = [None] * len(xs)
+        for shape in dict.fromkeys(tuple(x.shape) for x in xs):  # same-size images share one batch
+            idx = [i for i, x in enumerate(xs) if tuple(x.shape) == shape]
+            batch = torch.cat([xs[i] for i in idx])
+            for i, res in zip(idx, self._explain_batch(batch, [targets[i] for i in idx], cfg, seed, callbacks)):
+                results[i] = res
+        return results if many else results[0]
+
+    # ------------------------------------------------------------------
+    def _explain_batch(self, x, targets, cfg: ExplainConfig, seed: int, callbacks) -> list[Explanation]:
+        net, start = self._network, time.perf_counter()
+        with torch.inference_mode(False), torch.enable_grad(), borrowed(net), tap_activations(net, self.layers) as taps:
+            x = x.to(self.device).clone()
+            with torch.no_grad():
+                logits_x = _logits(net(x))
+                acts_x = taps.collect()
+            target = self._target_tensor(targets, logits_x)
+            fill = make_fill(x, cfg.fill, self.normalization)
+            opt = MaskOptimizer(net, taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed, callbacks)
+            info = self._start_info(x, target, cfg, opt)
+            _call(callbacks, "on_start", info)
+            try:
+                opt.run()
+            except KeyboardInterrupt:
+                taps.reset()
+                partial = self._finish(opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted=True)
+                self.last_partial = partial[0] if len(partial) == 1 else partial
+                _call(callbacks, "on_end", {"interrupted": True, "best_mask": opt.best_masks[0].cpu(),
+                                            "result": partial[0]})
+                raise
+            results = self._finish(opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted=False)
+        _call(callbacks, "on_end", {"interrupted": False, "best_mask": results[0].mask, "result": results[0]})
+        return results
+
+    def _target_tensor(self, targets, logits_x) -> torch.Tensor:
+        n_classes = logits_x.shape[1]
+        out = []
+        for t, logits in zip(targets, logits_x):
+            if t is None:
+                out.append(int(logits.argmax()))
+                continue
+            if isinstance(t, torch.Tensor) and t.numel() == 1:
+                t = t.item()
+            if isinstance(t, bool) or not isinstance(t, int):
+                if isinstance(t, str) and self.labels and t in self.labels:
+                    t = self.labels.index(t)
+                else:
+                    raise TypeError(f"target must be a class index (int) or a known label name, got {t!r}")
+            if not 0 <= t < n_classes:
+                raise ValueError(f"target {t} is out of range: the model has {n_classes} classes (0..{n_classes - 1})")
+            out.append(t)
+        return torch.tensor(out, device=logits_x.device)
+
+    def _start_info(self, x, target, cfg, opt) -> dict:
+        from .explanation import to_display
+
+        t = int(target[0])
+        name = self.labels[t] if self.labels and t < len(self.labels) else f"class {t}"
+        return {"total_steps": cfg.steps, "input": x[0].detach().cpu(), "image": to_display(x[0], self.normalization),
+                "target": t, "target_name": name, "mask_shape": opt.size}
+
+    def _finish(self, opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted) -> list[Explanation]:
+        net = self._network
+        masks = opt.best_masks.detach()
+        m4 = masks[:, None]
+        e = m4 * x + (1 - m4) * fill
+        with torch.no_grad():
+            logits_e = _logits(net(e))
+            acts_e = opt.taps.collect()
+            robust = self._robustness(x, masks, target, cfg, opt.gen) if not interrupted else None
+        seconds = time.perf_counter() - start
+        probs_x, probs_e = logits_x.softmax(1), logits_e.softmax(1)
+        out = []
+        for i in range(x.shape[0]):
+            t = int(target[i])
+            out.append(Explanation(
+                mask=masks[i].float().cpu(),
+                explanation=e[i].detach().cpu(),
+                input=x[i].detach().cpu(),
+                target=t,
+                prob_original=float(probs_x[i, t]),
+                prob_explanation=float(probs_e[i, t]),
+                area=float(masks[i].mean()),
+                history=opt.history[i],
+                layers=list(self.layers),
+                activations_original={k: v[i].detach().cpu() for k, v in acts_x.items()},
+                activations_explanation={k: v[i].detach().cpu() for k, v in acts_e.items()},
+                logits_original=logits_x[i].detach().cpu(),
+                logits_explanation=logits_e[i].detach().cpu(),
+                model=self.model,
+                labels=self.labels,
+                seconds=seconds / x.shape[0],
+                steps=opt.steps_run,
+                config=cfg,
+                normalization=self.normalization,
+                robustness=None if robust is None else float(robust[i]),
+                interrupted=interrupted,
+                _network=net,
+            ))
+        return out
+
+    def _robustness(self, x, masks, target, cfg, gen) -> torch.Tensor:
+        """Share of random backgrounds (outside the mask) under which the target stays top-1."""
+        kinds = cfg.backgrounds
+        m4 = masks[:, None]
+        kept = torch.zeros(x.shape[0], device=x.device)
+        for j in range(_ROBUSTNESS_DRAWS):
+            bg = random_background(kinds[j % len(kinds)], x, gen)
+            logits = _logits(self._network(m4 * x + (1 - m4) * bg))
+            kept += (logits.argmax(1) == target).float()
+        return kept / _ROBUSTNESS_DRAWS
+
+
+def _logits(out) -> torch.Tensor:
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if hasattr(out, "logits") and not isinstance(out, torch.Tensor):
+        out = out.logits
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model must return logits of shape [batch, classes]; it returned {shape}")
+    if not torch.isfinite(out).all():
+        raise ValueError("the model returned NaN or infinite logits for this image")
+    return out.float()
+
+
+def _targets_for(target, n: int) -> list:
+    if isinstance(target, (list, tuple)):
+        if len(target) != n:
+            raise ValueError(f"got {len(target)} targets for {n} images")
+        return list(target)
+    return [target] * n
+
+
+def _check_size(xs, cfg: ExplainConfig) -> None:
+    if cfg.max_input_pixels is None:
+        return
+    for x in xs:
+        h, w = x.shape[-2:]
+        if h * w > cfg.max_input_pixels:
+            raise ValueError(
+                f"the model input is {h}x{w} pixels, more than max_input_pixels={cfg.max_input_pixels}: each "
+                "training step runs the model on it. Resize it first (e.g. preprocess=weights.transforms()), "
+                "or pass max_input_pixels=None to explain it at full size anyway."
+            )
+
+
+def _as_label_list(labels):
+    if labels is None:
+        return None
+    if isinstance(labels, dict):
+        n = max(labels) + 1 if labels else 0
+        return [str(labels.get(i, f"class {i}")) for i in range(n)]
+    if isinstance(labels, str):
+        raise TypeError("labels must be a sequence of class names or a dict {id: name}, not a string")
+    return [str(v) for v in labels]
+
+
+def _strip_wrapper_prefix(model, layers):
+    """Accept 'module.layer1' for wrapped models by naming layers on the unwrapped one."""
+    if layers is None or isinstance(layers, str) and not layers.startswith(("module.", "_orig_mod.")):
+        return layers
+    names = [layers] if isinstance(layers, str) else list(layers)
+    out = []
+    for name in names:
+        while isinstance(name, str) and name.startswith(("module.", "_orig_mod.")) and model is not unwrap_model(model):
+            name = name.split(".", 1)[1]
+        out.append(name)
+    return out
+
+
+def _call(callbacks, method: str, info) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, method, None)
+        if fn is not None:
+            fn(info)
+
+
+def _in_notebook() -> bool:
+    try:
+        from .widget import should_use_widget
+    except ImportError:
+        return False
+    return should_use_widget()

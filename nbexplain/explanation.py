@@ -1,0 +1,152 @@
+"""The result of one explanation, and how it shows itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import ExplainConfig
+from .core.inputs import Normalization
+
+
+@dataclass(eq=False)
+class Explanation:
+    """A binary mask that keeps the model's decision, and everything measured on the way.
+
+    ``mask`` is float32 [H, W] with values exactly 0.0 or 1.0 at the model-input
+    resolution; ``explanation`` is the masked model input that was scored.
+    """
+
+    mask: torch.Tensor
+    explanation: torch.Tensor
+    input: torch.Tensor
+    target: int
+    prob_original: float
+    prob_explanation: float
+    area: float
+    history: dict
+    layers: list
+    activations_original: dict
+    activations_explanation: dict
+    logits_original: torch.Tensor
+    logits_explanation: torch.Tensor
+    model: nn.Module
+    labels: list | None
+    seconds: float
+    steps: int
+    config: ExplainConfig
+    normalization: Normalization | None = None
+    robustness: float | None = None  #: share of random backgrounds (outside the mask) that keep the label
+    interrupted: bool = False
+    _network: nn.Module | None = field(default=None, repr=False)
+
+    # -- derived numbers ---------------------------------------------------
+    @property
+    def label_kept(self) -> bool:
+        """Whether the model's top-1 on the explanation is the target."""
+        return int(self.logits_explanation.argmax()) == self.target
+
+    @property
+    def target_name(self) -> str:
+        return self.class_name(self.target)
+
+    @property
+    def predicted_original(self) -> int:
+        return int(self.logits_original.argmax())
+
+    def class_name(self, k: int) -> str:
+        if self.labels is not None and 0 <= k < len(self.labels):
+            return str(self.labels[k])
+        return f"class {k}"
+
+    def image(self) -> np.ndarray:
+        """The input as a displayable HxWx3 float array in [0, 1]."""
+        return to_display(self.input, self.normalization)
+
+    def explanation_image(self) -> np.ndarray:
+        return to_display(self.explanation, self.normalization)
+
+    # -- circuits (computed on first use) ---------------------------------
+    @cached_property
+    def circuit(self):
+        """The channel-level circuit read from the explanation's forward pass."""
+        from .core.circuit import read_circuit
+
+        return read_circuit(
+            self._network or self.model, self.layers, self.activations_explanation, self.target,
+            acts_other=self.activations_original, labels=self.labels, source="explanation",
+            inputs=self.explanation,
+        )
+
+    @cached_property
+    def circuit_original(self):
+        """The same readout on the original image, for comparison."""
+        from .core.circuit import read_circuit
+
+        return read_circuit(
+            self._network or self.model, self.layers, self.activations_original, self.target,
+            acts_other=self.activations_explanation, labels=self.labels, source="original",
+            inputs=self.input,
+        )
+
+    # -- display -----------------------------------------------------------
+    def summary(self) -> str:
+        status = "INTERRUPTED, best mask so far; " if self.interrupted else ""
+        kept = "kept" if self.label_kept else "NOT kept"
+        robust = f", robust to {self.robustness:.0%} of random backgrounds" if self.robustness is not None else ""
+        return (
+            f"Explanation of {self.target_name!r} ({status}{self.steps} steps, {self.seconds:.1f} s): "
+            f"keeps {self.area:.1%} of the pixels; p({self.target_name}) {self.prob_original:.3f} on the image, "
+            f"{self.prob_explanation:.3f} on the explanation (label {kept}{robust})"
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self.summary()}>"
+
+    def figure(self, **kwargs):
+        """A matplotlib Figure: image, mask, explanation and the loss curves."""
+        from .display import explanation_figure
+
+        return explanation_figure(self, **kwargs)
+
+    def save(self, path) -> str:
+        """Write the figure as an image file; returns the path."""
+        from .display import save_figure
+
+        return save_figure(self.figure(), path)
+
+    def _repr_png_(self) -> bytes:
+        from .display import figure_png
+
+        return figure_png(self.figure())
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/plain": repr(self), "image/png": self._repr_png_()}
+        try:
+            from .widget import ExplanationWidget, should_use_widget
+        except ImportError:
+            return bundle
+        if should_use_widget():
+            widget_bundle = ExplanationWidget.from_result(self)._repr_mimebundle_(include=include, exclude=exclude)
+            if isinstance(widget_bundle, tuple):
+                widget_bundle = widget_bundle[0]
+            bundle.update({k: v for k, v in (widget_bundle or {}).items() if k != "text/plain"})
+        return bundle
+
+
+def to_display(t: torch.Tensor, normalization: Normalization | None) -> np.ndarray:
+    """Model-space [C, H, W] -> HxWx3 float array in [0, 1] for showing."""
+    t = t.detach().float().cpu()
+    if normalization is not None and len(normalization.mean) == t.shape[0]:
+        t = normalization.denormalize(t)
+    else:
+        lo, hi = t.amin(dim=(1, 2), keepdim=True), t.amax(dim=(1, 2), keepdim=True)
+        t = (t - lo) / (hi - lo).clamp_min(1e-8)
+    t = t.clamp(0, 1)
+    if t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    return t[:3].permute(1, 2, 0).numpy()

@@ -1,0 +1,195 @@
+"""The Explainer contract and the promise that the user's model is only borrowed."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nbexplain import ExplainConfig, Explainer, Explanation
+
+from conftest import fast_options, make_tiny, tiny_resnet
+
+LAYERS = ["features.2", "features.5", "features.7"]
+
+
+def snapshot(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+def test_result_contract(tiny, image):
+    res = Explainer(tiny, layers=LAYERS).explain(image, progress=False, **fast_options())
+    assert isinstance(res, Explanation)
+    assert res.mask.dtype == torch.float32 and res.mask.shape == (32, 32)
+    assert set(res.mask.unique().tolist()) <= {0.0, 1.0}
+    assert res.explanation.shape == (3, 32, 32)
+    assert isinstance(res.target, int) and res.target == int(tiny(image[None]).argmax())
+    assert 0 <= res.prob_original <= 1 and 0 <= res.prob_explanation <= 1
+    assert res.area == pytest.approx(float(res.mask.mean()))
+    for term in ("activation", "kl", "ce", "area", "binarization", "tv", "robustness", "total"):
+        assert len(res.history[term]) == res.steps
+    # The explanation is the input where the mask is 1 and the fill elsewhere.
+    keep = res.mask.bool()
+    assert torch.equal(res.explanation[:, keep], res.input[:, keep])
+    assert "keeps" in repr(res)
+
+
+def test_explanation_is_what_was_scored(tiny, image):
+    res = Explainer(tiny, layers=LAYERS).explain(image, progress=False, **fast_options())
+    with torch.no_grad():
+        p = tiny(res.explanation[None]).softmax(1)[0, res.target].item()
+    assert p == pytest.approx(res.prob_explanation, rel=1e-5)
+
+
+def test_model_is_untouched(image):
+    model = make_tiny()
+    model.train()  # a user model left in train mode stays in train mode
+    model.features[0].weight.requires_grad_(False)
+    before = snapshot(model)
+    flags = [m.training for m in model.modules()]
+    grads = [p.requires_grad for p in model.parameters()]
+    Explainer(model, layers=LAYERS).explain(image, progress=False, **fast_options())
+    after = snapshot(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm buffers included
+    assert [m.training for m in model.modules()] == flags
+    assert [p.requires_grad for p in model.parameters()] == grads
+    assert hook_count(model) == 0
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_same_seed_same_mask_and_different_seed_runs(tiny, image):
+    ex = Explainer(tiny, layers=LAYERS)
+    a = ex.explain(image, progress=False, seed=5, **fast_options())
+    b = ex.explain(image, progress=False, seed=5, **fast_options())
+    assert torch.equal(a.mask, b.mask)
+    assert a.history["total"] == b.history["total"]
+
+
+def test_target_choice_and_errors(tiny, image):
+    ex = Explainer(tiny, layers=LAYERS, labels=["a", "b", "c", "d"])
+    res = ex.explain(image, target=2, progress=False, **fast_options())
+    assert res.target == 2 and res.target_name == "c"
+    assert ex.explain(image, target="d", progress=False, **fast_options()).target == 3
+    with pytest.raises(ValueError, match="out of range"):
+        ex.explain(image, target=4, progress=False)
+    with pytest.raises(TypeError, match="class index"):
+        ex.explain(image, target=1.5, progress=False)
+
+
+def test_works_under_no_grad_and_inference_mode(tiny, image):
+    ex = Explainer(tiny, layers=LAYERS)
+    with torch.no_grad():
+        a = ex.explain(image, progress=False, **fast_options())
+    with torch.inference_mode():
+        b = ex.explain(image.clone(), progress=False, **fast_options())
+    assert torch.equal(a.mask, b.mask)
+
+
+def test_pil_and_numpy_inputs_match():
+    model = make_tiny()
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    ex = Explainer(model, layers=LAYERS)
+    a = ex.explain(Image.fromarray(arr), progress=False, **fast_options())
+    b = ex.explain(arr, progress=False, **fast_options())
+    assert torch.equal(a.input, b.input) and torch.equal(a.mask, b.mask)
+
+
+def test_bad_layer_names_get_clear_errors(tiny):
+    with pytest.raises(ValueError, match="no module named 'featurez'"):
+        Explainer(tiny, layers=["featurez"])
+    with pytest.raises(ValueError, match="no convolution"):
+        Explainer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(10, 2)))
+
+
+def test_shared_relu_is_refused_with_advice(image):
+    model = tiny_resnet()
+    ex = Explainer(model, layers=["layer1.0.relu"])
+    with pytest.raises(ValueError, match="more than once"):
+        ex.explain(torch.randn(3, 32, 32), progress=False, **fast_options())
+    assert hook_count(model) == 0
+
+
+def test_config_validation():
+    with pytest.raises(TypeError, match="valid options"):
+        ExplainConfig.from_kwargs(aera=1.0)
+    with pytest.raises(ValueError):
+        ExplainConfig(area=-1)
+    with pytest.raises(ValueError, match="preset"):
+        ExplainConfig.preset("turbo")
+    assert ExplainConfig.preset("fast").steps < ExplainConfig().steps < ExplainConfig.preset("thorough").steps
+
+
+def test_keyboard_interrupt_keeps_best_mask_and_cleans_up(image):
+    model = make_tiny()
+    before = snapshot(model)
+
+    class Interrupt:
+        def on_step(self, state):
+            if state.step == 4:
+                raise KeyboardInterrupt
+
+    ended = {}
+
+    class Recorder:
+        def on_end(self, info):
+            ended.update(info)
+
+    ex = Explainer(model, layers=LAYERS)
+    with pytest.raises(KeyboardInterrupt):
+        ex.explain(image, progress=False, callbacks=[Interrupt(), Recorder()], **fast_options(steps=50, min_steps=50))
+    assert ended["interrupted"] is True
+    partial = ex.last_partial
+    assert partial is not None and partial.interrupted and partial.steps == 4
+    assert set(partial.mask.unique().tolist()) <= {0.0, 1.0}
+    assert hook_count(model) == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(m.training for m in model.modules())
+
+
+def test_batch_of_images_matches_independent_runs(tiny):
+    torch.manual_seed(0)
+    imgs = [torch.randn(3, 32, 32) for _ in range(3)]
+    ex = Explainer(tiny, layers=LAYERS)
+    results = ex.explain(imgs, progress=False, **fast_options())
+    assert [r.target for r in results] == [int(tiny(i[None]).argmax()) for i in imgs]
+    assert all(r.mask.shape == (32, 32) for r in results)
+
+
+def test_stock_resnet18_end_to_end():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    before = snapshot(model)
+    ex = Explainer(model)
+    assert ex.layers == ["relu", "layer1", "layer2", "layer3", "layer4"]
+    res = ex.explain(torch.randn(3, 96, 96), progress=False, steps=4, min_steps=4, mask_resolution=24)
+    assert res.mask.shape == (96, 96) and set(res.mask.unique().tolist()) <= {0.0, 1.0}
+    assert set(res.activations_explanation) == set(ex.layers)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert hook_count(model) == 0
+
+
+def test_callbacks_receive_start_steps_and_end(tiny, image):
+    seen = {"start": None, "steps": [], "end": None}
+
+    class Cb:
+        def on_start(self, info):
+            seen["start"] = info
+
+        def on_step(self, state):
+            seen["steps"].append(state)
+
+        def on_end(self, info):
+            seen["end"] = info
+
+    res = Explainer(tiny, layers=LAYERS).explain(image, progress=False, callbacks=[Cb()], **fast_options())
+    assert seen["start"]["total_steps"] == 6 and seen["start"]["image"].shape == (32, 32, 3)
+    assert [s.step for s in seen["steps"]] == list(range(1, res.steps + 1))
+    st = seen["steps"][-1]
+    assert st.mask.shape == (16, 16) and set(st.mask.unique().tolist()) <= {0.0, 1.0}
+    assert seen["end"]["result"] is res and seen["end"]["interrupted"] is False
