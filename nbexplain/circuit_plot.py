@@ -1,0 +1,74 @@
+"""Static drawing of a circuit (matplotlib), for figures and the no-widget fallback."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+
+def layout(circuit_dict: dict) -> dict[str, tuple[float, float]]:
+    """Node id -> (x, y): layers left to right, classes last; within a column the most
+    energetic (or most probable) node on top."""
+    columns = defaultdict(list)
+    for node in circuit_dict["nodes"]:
+        columns[node.get("layer_index", 0)].append(node)
+    pos = {}
+    for col, nodes in columns.items():
+        key = (lambda n: -n.get("prob", 0.0)) if nodes[0].get("kind") == "class" else (lambda n: -n.get("energy", 0.0))
+        nodes = sorted(nodes, key=key)
+        for rank, node in enumerate(nodes):
+            y = 1.0 - (rank + 0.5) / len(nodes)
+            pos[node["id"]] = (float(col), y)
+    return pos
+
+
+def draw_circuit(circuit_dict: dict, ax, title: str | None = None) -> None:
+    """Draw nodes sized by energy and edges shaded by score on a matplotlib Axes."""
+    pos = layout(circuit_dict)
+    edges = circuit_dict["edges"]
+    top = max((e["score"] for e in edges), default=1.0) or 1.0
+    for e in sorted(edges, key=lambda e: e["score"]):
+        if e["source"] in pos and e["target"] in pos:
+            (x0, y0), (x1, y1) = pos[e["source"]], pos[e["target"]]
+            w = e["score"] / top
+            ax.plot([x0, x1], [y0, y1], color="#3b6ea5", alpha=0.15 + 0.75 * w, lw=0.4 + 2.0 * w, zorder=1)
+    energies = defaultdict(float)
+    for n in circuit_dict["nodes"]:
+        if n.get("kind") == "channel":
+            energies[n["layer"]] = max(energies[n["layer"]], n.get("energy", 0.0))
+    target = circuit_dict.get("target")
+    for n in circuit_dict["nodes"]:
+        x, y = pos[n["id"]]
+        if n.get("kind") == "class":
+            colour = "#d1495b" if n.get("class") == target else "#999999"
+            ax.scatter([x], [y], s=90, marker="s", color=colour, zorder=2)
+            ax.text(x + 0.08, y, f"{n.get('name', n['id'])} {n.get('prob', 0):.2f}", va="center", fontsize=7)
+        else:
+            rel = n.get("energy", 0.0) / (energies[n["layer"]] or 1.0)
+            ax.scatter([x], [y], s=8 + 60 * rel, color="#edae49", edgecolors="#8a6d1f", linewidths=0.4, zorder=2)
+    layers = circuit_dict.get("layers", [])
+    ax.set_xticks(range(len(layers) + 1))
+    ax.set_xticklabels(list(layers) + ["classes"], fontsize=7)
+    ax.set_yticks([])
+    ax.set_xlim(-0.4, len(layers) + 1.0)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def circuit_figure(res):
+    """The circuits of the original image and of the explanation, side by side."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    draw_circuit(res.circuit_original.to_dict(), left, "circuit on the original image")
+    draw_circuit(res.circuit.to_dict(), right, "circuit on the explanation")
+    fig.suptitle(f"channel circuits for '{res.target_name}'", fontsize=10)
+    return fig
+
+
+def save_circuit_figure(res, path) -> str:
+    from .display import save_figure
+
+    return save_figure(circuit_figure(res), path)

@@ -1,0 +1,163 @@
+"""Train the bundled zoo models and write their weight files.
+
+Usage (from the repository root, CPU only, a few minutes per model)::
+
+    .venv/bin/python scripts/train_zoo.py                    # both models
+    .venv/bin/python scripts/train_zoo.py --model shortcut   # one of them
+    .venv/bin/python scripts/train_zoo.py --out /tmp/zoo     # somewhere else
+
+Writes ``nbexplain/zoo/weights/{honest,shortcut}.pt`` (half-precision weights
+plus a ``meta`` record with the recipe and the accuracies measured on freshly
+generated scenes), and prints those accuracies.
+
+* ``honest`` sees clean scenes (no cue anywhere);
+* ``shortcut`` sees scenes where the corner cue is on ``cue_rate`` of the
+  ``CUE_CLASS`` images and on no other image, so it learns to rely on the cue.
+
+Training data is generated on the fly from seeds at or above 10**6, so every
+evaluation seed below that is unseen. Runs are deterministic: same seeds, same
+thread count (``--threads``, default 1) and same torch build give the same
+weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nbexplain.datasets import CLASS_NAMES, CUE_CLASS, make_scenes  # noqa: E402
+from nbexplain.zoo.evaluation import accuracy, shortcut_report  # noqa: E402
+from nbexplain.zoo.loading import WEIGHTS_DIR, build_model, load_weights_file, save_model  # noqa: E402
+
+TRAIN_SEED_BASE = 10**6
+EVAL_SEED = 424_242
+RECIPES = {
+    "honest": {"shortcut": "absent", "cue_rate": 0.0},
+    "shortcut": {"shortcut": "train", "cue_rate": 0.95},
+}
+ARCH = {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]}
+POOL = 512  # scenes generated at once, then shuffled into batches
+MULTI_SHARE = 0.25  # share of each pool with 2 or 3 instances
+
+
+def dataset_stats(size: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of clean scenes, rounded (stored with the model)."""
+    images = make_scenes(1024, seed=TRAIN_SEED_BASE - 1, size=size).images
+    mean = images.mean((0, 2, 3)).tolist()
+    std = images.std((0, 2, 3)).tolist()
+    return [round(m, 3) for m in mean], [round(s, 3) for s in std]
+
+
+def batches(recipe: dict, steps: int, batch: int, size: int, seed: int):
+    """Yield ``steps`` (images, labels) batches of fresh scenes."""
+    per_pool = POOL // batch
+    shuffle = torch.Generator().manual_seed(seed)
+    for pool_index in range(math.ceil(steps / per_pool)):
+        pool_seed = TRAIN_SEED_BASE + seed * 100_000 + 2 * pool_index
+        multi = int(POOL * MULTI_SHARE)
+        parts = [
+            make_scenes(POOL - multi, seed=pool_seed, size=size, cue_rate=recipe["cue_rate"],
+                        shortcut=recipe["shortcut"]),
+            make_scenes(multi, seed=pool_seed + 1, size=size, instances=2 + pool_index % 2,
+                        cue_rate=recipe["cue_rate"], shortcut=recipe["shortcut"]),
+        ]
+        images = torch.cat([p.images for p in parts])
+        labels = torch.cat([p.labels for p in parts])
+        order = torch.randperm(len(labels), generator=shuffle)
+        for start in range(0, POOL, batch):
+            idx = order[start:start + batch]
+            yield images[idx], labels[idx]
+
+
+def train(name: str, args, mean, std) -> dict:
+    recipe = RECIPES[name]
+    torch.manual_seed(args.seed)
+    meta = {
+        "name": name, "labels": list(CLASS_NAMES), "size": args.size, "mean": mean, "std": std,
+        **ARCH, "cue_class": CUE_CLASS, **recipe, "steps": args.steps, "batch": args.batch,
+        "lr": args.lr, "seed": args.seed, "torch": torch.__version__,
+    }
+    model = build_model(meta).to(memory_format=torch.channels_last)
+    norm_mean = torch.tensor(mean).view(1, 3, 1, 1)
+    norm_std = torch.tensor(std).view(1, 3, 1, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    warmup = max(1, args.steps // 20)
+
+    def lr_at(step: int) -> float:  # linear warm-up, then cosine to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, args.steps - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    start, running = time.perf_counter(), None
+    for step, (images, labels) in enumerate(batches(recipe, args.steps, args.batch, args.size, args.seed)):
+        x = ((images - norm_mean) / norm_std).contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(model(x), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
+            print(f"[{name}] step {step + 1}/{args.steps} loss {running:.4f} "
+                  f"{time.perf_counter() - start:.0f}s", flush=True)
+    meta["train_seconds"] = round(time.perf_counter() - start, 1)
+    return model.eval(), meta
+
+
+def evaluate(path: Path, n: int) -> dict:
+    """Accuracies of the saved (half-precision) model on unseen seeds."""
+    zm = load_weights_file(path)
+    name = zm.name
+    metrics = {
+        "clean_accuracy": accuracy(zm, make_scenes(n, seed=EVAL_SEED)),
+        "multi_instance_accuracy": accuracy(zm, make_scenes(n, seed=EVAL_SEED + 1, instances=3)),
+    }
+    if name == "shortcut":
+        metrics.update(shortcut_report(zm, n=n, seed=EVAL_SEED + 2))
+    return {k: round(v, 4) for k, v in metrics.items()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=[*RECIPES, "all"], default="all")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-scenes", type=int, default=1000)
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    args = parser.parse_args(argv)
+    if POOL % args.batch:
+        parser.error(f"--batch must divide {POOL}")
+
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    mean, std = dataset_stats(args.size)
+    names = list(RECIPES) if args.model == "all" else [args.model]
+    for name in names:
+        model, meta = train(name, args, mean, std)
+        path = args.out / f"{name}.pt"
+        save_model(model, path, meta)
+        meta["metrics"] = evaluate(path, args.eval_scenes)
+        save_model(model, path, meta)  # again, now with its measured accuracies
+        print(f"[{name}] wrote {path} ({path.stat().st_size / 1e6:.2f} MB), trained in "
+              f"{meta['train_seconds']}s; metrics: {meta['metrics']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
