@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import numbers
 import time
+import warnings
 from typing import Sequence
 
 import torch
@@ -60,6 +63,10 @@ class Explainer:
         if not callable(self.preprocess):
             raise TypeError("preprocess must be callable (e.g. torchvision weights.transforms())")
         self.normalization = find_normalization(self.preprocess)
+        channels = input_channels(self._network)
+        if self.normalization is not None and channels is not None and len(self.normalization.mean) not in (1, channels):
+            # E.g. the RGB ImageNet default on a gray model: that normalisation does not describe the model's inputs.
+            self.normalization = None
         self.labels = _as_label_list(labels)
         self.config = resolve_config(config)
         home = model_device(self._network)
@@ -94,6 +101,7 @@ class Explainer:
         A KeyboardInterrupt stops training, leaves the model as it was, keeps
         the best mask so far in ``explainer.last_partial`` and propagates.
         """
+        self.last_partial = None  # only ever the partial result of the latest run
         cfg = resolve_config(config) if config is not None else self.config
         if options:
             cfg = cfg.replace(**options)
@@ -130,11 +138,13 @@ class Explainer:
         with torch.inference_mode(False), torch.enable_grad(), borrowed(net), tap_activations(net, self.layers) as taps:
             x = x.to(self.device).clone()
             with torch.no_grad():
-                logits_x = _logits(net(x))
+                logits_x = _logits(net(x.clone()))  # a clone: some models edit their input in place
                 acts_x = taps.collect()
+            _warn_if_probabilities(logits_x)
             target = self._target_tensor(targets, logits_x)
             fill = make_fill(x, cfg.fill, self.normalization)
-            opt = MaskOptimizer(net, taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed, callbacks)
+            opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
+                                callbacks)
             info = self._start_info(x, target, cfg, opt)
             _call(callbacks, "on_start", info)
             try:
@@ -145,6 +155,11 @@ class Explainer:
                 self.last_partial = partial[0] if len(partial) == 1 else partial
                 _call(callbacks, "on_end", {"interrupted": True, "best_mask": opt.best_masks[0].cpu(),
                                             "result": partial[0]})
+                raise
+            except Exception:
+                # Let progress bars and widgets settle; the original error is what the user must see.
+                with contextlib.suppress(Exception):
+                    _call(callbacks, "on_end", {"interrupted": True, "best_mask": opt.best_masks[0].cpu(), "result": None})
                 raise
             results = self._finish(opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted=False)
         _call(callbacks, "on_end", {"interrupted": False, "best_mask": results[0].mask, "result": results[0]})
@@ -159,6 +174,8 @@ class Explainer:
                 continue
             if isinstance(t, torch.Tensor) and t.numel() == 1:
                 t = t.item()
+            if isinstance(t, numbers.Integral) and not isinstance(t, bool):
+                t = int(t)  # numpy integers too
             if isinstance(t, bool) or not isinstance(t, int):
                 if isinstance(t, str) and self.labels and t in self.labels:
                     t = self.labels.index(t)
@@ -183,7 +200,7 @@ class Explainer:
         m4 = masks[:, None]
         e = m4 * x + (1 - m4) * fill
         with torch.no_grad():
-            logits_e = _logits(net(e))
+            logits_e = _logits(net(e.clone()))  # e itself goes into the result
             acts_e = opt.taps.collect()
             robust = self._robustness(x, masks, target, cfg, opt.gen) if not interrupted else None
         seconds = time.perf_counter() - start
@@ -237,9 +254,38 @@ def _logits(out) -> torch.Tensor:
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"the model must return logits of shape [batch, classes]; it returned {shape}")
+    if out.shape[1] < 2:
+        raise ValueError(
+            "the model returns one logit per image; nbexplain explains the softmax over two or more classes. "
+            "For a sigmoid classifier wrap it so it returns torch.cat([torch.zeros_like(z), z], 1)"
+        )
+    if not out.is_floating_point():
+        raise ValueError(f"the model must return float logits; it returned {out.dtype} (class ids?)")
     if not torch.isfinite(out).all():
         raise ValueError("the model returned NaN or infinite logits for this image")
     return out.float()
+
+
+class _LogitsOf:
+    """Calls the network and keeps only its logits (for models returning tuples or output objects)."""
+
+    def __init__(self, net: nn.Module):
+        self.net = net
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _logits(self.net(x))
+
+
+def _warn_if_probabilities(logits: torch.Tensor) -> None:
+    """Softmax outputs look like logits to the shape check but flatten every loss term."""
+    sums_to_one = torch.allclose(logits.sum(1), torch.ones_like(logits[:, 0]), atol=1e-4)
+    if logits.shape[1] > 1 and bool(logits.min() >= 0) and sums_to_one:
+        warnings.warn(
+            "the model's outputs look like probabilities (each row sums to 1); nbexplain needs logits, "
+            "so remove the final softmax (or wrap the model) for a faithful explanation",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _targets_for(target, n: int) -> list:
@@ -278,7 +324,10 @@ def _strip_wrapper_prefix(model, layers):
     """Accept 'module.layer1' for wrapped models by naming layers on the unwrapped one."""
     if layers is None or isinstance(layers, str) and not layers.startswith(("module.", "_orig_mod.")):
         return layers
-    names = [layers] if isinstance(layers, str) else list(layers)
+    try:
+        names = [layers] if isinstance(layers, str) else list(layers)
+    except TypeError:
+        return layers  # not a list of names: resolve_layers explains what is expected
     out = []
     for name in names:
         while isinstance(name, str) and name.startswith(("module.", "_orig_mod.")) and model is not unwrap_model(model):

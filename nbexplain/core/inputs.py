@@ -98,7 +98,10 @@ def pil_to_rgb(image):
 
 
 def pixels_to_tensor(image) -> torch.Tensor:
-    """PIL image or HxW(xC) array of pixels -> float tensor [C,H,W] in [0, 1]."""
+    """PIL image or HxW(xC) array of pixels -> float tensor [3,H,W] in [0, 1].
+
+    Gray is repeated to RGB; an alpha channel is composited on white, as for PIL images.
+    """
     if _is_pil(image):
         image = np.asarray(pil_to_rgb(image))
     arr = np.asarray(image)
@@ -106,40 +109,73 @@ def pixels_to_tensor(image) -> torch.Tensor:
         arr = arr[:, :, None]
     if arr.ndim != 3:
         raise ValueError(f"expected an HxW or HxWxC array of pixels, got shape {arr.shape}")
-    if arr.shape[2] not in (1, 3, 4) and arr.shape[0] in (1, 3, 4):
-        raise ValueError(f"array of shape {arr.shape} looks channels-first; pass HxWxC pixels or a torch tensor")
-    if arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    if arr.dtype == np.uint8:
+    if arr.size == 0:
+        raise ValueError(f"the image array is empty (shape {arr.shape})")
+    if arr.shape[2] not in (1, 2, 3, 4):
+        if arr.shape[0] in (1, 3, 4):
+            raise ValueError(f"array of shape {arr.shape} looks channels-first; pass HxWxC pixels or a torch tensor")
+        raise ValueError(f"array of shape {arr.shape} has {arr.shape[2]} channels; pass gray, gray+alpha, RGB or RGBA pixels")
+    if arr.dtype == np.bool_:
+        scaled = arr.astype(np.float32)  # True is white, as for PIL mode "1"
+    elif arr.dtype == np.uint8:
         scaled = arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
         scaled = arr.astype(np.float32) / 65535.0
     elif np.issubdtype(arr.dtype, np.floating):
         scaled = arr.astype(np.float32)
         _check_finite(torch.from_numpy(scaled))
-        if scaled.min() < 0 or scaled.max() > 1:
-            if scaled.max() <= 255 and scaled.min() >= 0:
-                scaled = scaled / 255.0
-            else:
+        lo, hi = float(scaled.min()), float(scaled.max())
+        if lo < 0 or hi > 2:
+            if lo < 0 or hi > 255:
                 raise ValueError(
-                    f"float pixel array has values in [{scaled.min():.3g}, {scaled.max():.3g}]; "
+                    f"float pixel array has values in [{lo:.3g}, {hi:.3g}]; "
                     "pass pixels in [0, 1] or [0, 255], or a normalised torch tensor"
                 )
-    elif np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+            scaled = scaled / 255.0
+        elif hi > 1:
+            # Either [0, 1] pixels that overshoot or a very dark [0, 255] image: guessing could be badly wrong.
+            raise ValueError(
+                f"float pixel array has values in [{lo:.3g}, {hi:.3g}], so it is unclear whether pixels are in "
+                "[0, 1] or [0, 255]; clip it to [0, 1] (np.clip(a, 0, 1)) or convert it to uint8"
+            )
+    elif np.issubdtype(arr.dtype, np.integer):
         if arr.min() < 0 or arr.max() > 255:
-            raise ValueError(f"integer pixel array has values outside [0, 255]; convert it to uint8 first")
+            raise ValueError("integer pixel array has values outside [0, 255]; convert it to uint8 first")
         scaled = arr.astype(np.float32) / 255.0
     else:
-        raise TypeError(f"unsupported array dtype {arr.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1)))
+        raise TypeError(f"unsupported array dtype {arr.dtype}; pass uint8, uint16 or float pixels")
+    return pixels_to_rgb(torch.from_numpy(np.ascontiguousarray(scaled.transpose(2, 0, 1))))
+
+
+def pixels_to_rgb(pixels: torch.Tensor) -> torch.Tensor:
+    """[C,H,W] pixels in [0, 1] with C = 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) -> [3,H,W].
+
+    Alpha is composited on white, as ``pil_to_rgb`` does, so an array and the
+    PIL image it came from give the same model input.
+    """
+    c = pixels.shape[-3]
+    pixels = _composite_alpha(pixels)
+    if pixels.shape[-3] == 1:
+        pixels = pixels.expand(*pixels.shape[:-3], 3, *pixels.shape[-2:])
+    if pixels.shape[-3] != 3:
+        raise ValueError(f"expected 1 to 4 pixel channels (gray, gray+alpha, RGB, RGBA), got {c}")
+    return pixels.contiguous()
 
 
 def to_model_input(image, preprocess, normalization: Normalization | None, in_channels: int | None) -> torch.Tensor:
     """One image -> float32 tensor [1, C, H, W] in model space."""
     if isinstance(image, (list, tuple)):
         raise TypeError("expected one image; pass a list to explain() to explain several")
+    is_pixels = _is_pil(image) or isinstance(image, np.ndarray) or (
+        isinstance(image, torch.Tensor) and not image.is_floating_point() and not image.is_complex()
+    )
+    if is_pixels and isinstance(preprocess, DefaultPreprocess) and in_channels not in (None, len(preprocess.mean)):
+        # The ImageNet default makes RGB; guessing a gray model's normalisation would be a silent error.
+        raise ValueError(
+            f"the model takes {in_channels}-channel input, but the default preprocessing makes ImageNet-normalised "
+            f"RGB; pass preprocess= (the model's own transform, returning a {in_channels}xHxW tensor) "
+            f"or a {in_channels}xHxW float tensor already in model space"
+        )
     if _is_pil(image) or isinstance(image, np.ndarray):
         if in_channels == 1 and _is_pil(image):
             image = pil_to_rgb(image).convert("L")
@@ -176,17 +212,34 @@ def to_model_input(image, preprocess, normalization: Normalization | None, in_ch
 
 
 def _tensor_input(t: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:
-    if t.dim() not in (3, 4):
-        raise ValueError(f"image tensor must be CxHxW or 1xCxHxW, got {t.dim()}-D shape {tuple(t.shape)}")
     if t.is_complex():
         raise TypeError("complex tensors are not images")
+    if t.dim() not in (3, 4):
+        raise ValueError(f"image tensor must be CxHxW or 1xCxHxW, got {t.dim()}-D shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"the image tensor is empty (shape {tuple(t.shape)})")
+    if t.shape[-3] > 4 and t.shape[-1] <= 4:
+        raise ValueError(
+            f"image tensor of shape {tuple(t.shape)} looks channels-last (HxWxC); "
+            "pass CxHxW, e.g. t.permute(2, 0, 1) (or the numpy array / PIL image itself)"
+        )
+    if t.dtype == torch.bool:
+        raise ValueError("a bool tensor is a mask, not an image; pass pixels (uint8) or a float tensor in model space")
     if not t.is_floating_point():
         # Integer tensors hold pixel values, as torchvision.io.read_image returns them.
-        if t.dtype == torch.bool or t.min() < 0 or t.max() > 255:
+        if t.min() < 0 or t.max() > 255:
             raise ValueError("integer image tensor must hold pixel values in [0, 255] (like torchvision.io.read_image)")
-        pixels = t.float() / 255.0
-        norm = normalization or Normalization((0.0,) * pixels.shape[-3], (1.0,) * pixels.shape[-3])
-        return norm.normalize(pixels)
+        pixels = _composite_alpha(t.float() / 255.0)
+        if normalization is None:
+            return pixels
+        if pixels.shape[-3] == 1 and len(normalization.mean) == 3:
+            pixels = pixels_to_rgb(pixels)
+        if len(normalization.mean) not in (1, pixels.shape[-3]):
+            raise ValueError(
+                f"the {t.shape[-3]}-channel pixel tensor does not match the preprocessing's "
+                f"{len(normalization.mean)}-channel normalisation; pass a PIL image or a float tensor in model space"
+            )
+        return normalization.normalize(pixels)
     t = t.float()
     _check_finite(t)
     lo, hi = float(t.min()), float(t.max())
@@ -203,6 +256,14 @@ def _tensor_input(t: torch.Tensor, normalization: Normalization | None) -> torch
             stacklevel=4,
         )
     return t
+
+
+def _composite_alpha(pixels: torch.Tensor) -> torch.Tensor:
+    """Gray+alpha or RGBA [..., C, H, W] in [0, 1] -> gray or RGB on a white background; others unchanged."""
+    if pixels.shape[-3] not in (2, 4):
+        return pixels
+    colour, alpha = pixels[..., :-1, :, :], pixels[..., -1:, :, :]
+    return colour * alpha + (1.0 - alpha)
 
 
 def _check_finite(t: torch.Tensor) -> None:

@@ -69,7 +69,12 @@ def resolve_layers(model: nn.Module, layers) -> list[str]:
         return default_layers(model)
     if isinstance(layers, str):
         layers = [layers]
-    layers = list(layers)
+    try:
+        layers = list(layers)
+    except TypeError:
+        raise LayerError(
+            f"layers must be a module name or a list of names from model.named_modules(), got {layers!r}"
+        ) from None
     if not layers:
         raise LayerError("layers must name at least one module")
     modules = dict(model.named_modules())
@@ -109,7 +114,14 @@ def tap_activations(model: nn.Module, layers: list[str]) -> Iterator["Taps"]:
 
         return hook
 
+    def start_forward(_module, _inputs):
+        # Each forward of the whole model starts afresh, so forwards made in between
+        # (another explainer on the same model, say) leave nothing behind here.
+        store.clear()
+        calls.clear()
+
     try:
+        handles.append(model.register_forward_pre_hook(start_forward))
         for name in layers:
             handles.append(modules[name].register_forward_hook(make_hook(name)))
         store.clear()
