@@ -127,11 +127,11 @@ class Explanation:
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {"text/plain": repr(self), "image/png": self._repr_png_()}
         try:
-            from .widget import ExplanationWidget, should_use_widget
+            from .widget import result_widget, should_use_widget
         except ImportError:
             return bundle
         if should_use_widget():
-            widget_bundle = ExplanationWidget.from_result(self)._repr_mimebundle_(include=include, exclude=exclude)
+            widget_bundle = result_widget(self)._repr_mimebundle_(include=include, exclude=exclude)
             if isinstance(widget_bundle, tuple):
                 widget_bundle = widget_bundle[0]
             bundle.update({k: v for k, v in (widget_bundle or {}).items() if k != "text/plain"})

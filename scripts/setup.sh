@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with nbexplain (editable) and its test tools, and builds the widget bundle.
+# Creates .venv with nbexplain (editable) and its test tools, and installs the widget's
+# build tools (the built bundle is committed; tests check it matches js/src).
 # Safe to re-run: it only reinstalls when pyproject.toml or js/package-lock.json changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     (cd js && npm ci --silent --no-audit --no-fund)
   fi
   echo "$want" > "$stamp"
-fi
-if command -v node >/dev/null 2>&1 && [ -d js/node_modules ]; then
-  (cd js && node build.mjs)
 fi

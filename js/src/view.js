@@ -1,0 +1,264 @@
+// The widget's view: live frames while the mask trains, then the settled
+// result with its circuit. State that must survive re-display comes from the
+// model's traits; live frames come as custom messages.
+import { toBytes } from "./bytes.js";
+import { createChannelPanel } from "./channel_panel.js";
+import { createCircuitView } from "./circuit_view.js";
+import { h, paint } from "./dom.js";
+import { formatPercent, formatProb, formatSeconds, formatStep } from "./format.js";
+import { decodeChannel, decodeFrame } from "./frame.js";
+import { LossSeries } from "./losses.js";
+import { createLossPlot } from "./plot.js";
+import { mapToRgba, maskedRgba, rgbToRgba } from "./raster.js";
+
+const SETTLED = new Set(["done", "interrupted"]);
+const CHANNEL_TIMEOUT_MS = 15000;
+
+/**
+ * @param {{model: any, el: HTMLElement}} ctx
+ * @returns {() => void} cleanup
+ */
+export function render({ model, el }) {
+  const started = performance.now();
+  let series = new LossSeries();
+  /** @type {import("./frame.js").Frame | null} */
+  let lastFrame = null;
+  let frames = 0;
+  let framesWhileTraining = 0;
+  let requestId = 0;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let channelTimer;
+
+  // ---- layout -------------------------------------------------------------
+  const statusBadge = h("span", { class: "nbx-badge", "data-role": "status" });
+  const targetName = h("span", { class: "nbx-target" });
+  const progress = h("div", { class: "nbx-progress" }, h("div", { class: "nbx-progress-bar" }));
+  const stat = (/** @type {string} */ role, /** @type {string} */ label) => {
+    const value = h("span", { class: "nbx-stat-value", "data-role": role, text: "\u2014" });
+    return { card: h("div", { class: "nbx-stat" }, h("span", { class: "nbx-stat-label", text: label }), value), value };
+  };
+  const stats = {
+    step: stat("step", "Step"),
+    probX: stat("prob-original", "p(target | x)"),
+    probE: stat("prob-explanation", "p(target | explanation)"),
+    area: stat("area", "Area kept"),
+    robustness: stat("robustness", "Robustness"),
+    time: stat("time", "Time"),
+  };
+  const note = h("p", { class: "nbx-note", hidden: true, "data-role": "note" });
+  const canvases = {
+    image: /** @type {HTMLCanvasElement} */ (h("canvas", { "data-role": "image" })),
+    mask: /** @type {HTMLCanvasElement} */ (h("canvas", { "data-role": "mask", class: "nbx-pixelated" })),
+    explanation: /** @type {HTMLCanvasElement} */ (h("canvas", { "data-role": "explanation" })),
+  };
+  const picture = (/** @type {HTMLCanvasElement} */ canvas, /** @type {string} */ caption) =>
+    h("figure", { class: "nbx-panel nbx-picture" }, canvas, h("figcaption", { text: caption }));
+  const plot = createLossPlot();
+  const panel = createChannelPanel({
+    onNavigate: (id) => circuit.choose(id),
+    onClose: () => {
+      panel.hide();
+      circuit.setSelected(null);
+    },
+  });
+  const circuit = createCircuitView({ onSelect: (node, view) => requestChannel(node, view) });
+  const circuitSection = h(
+    "div",
+    { class: "nbx-circuit", hidden: true, "data-role": "circuit" },
+    circuit.el,
+    panel.el,
+  );
+  const root = h(
+    "div",
+    { class: "nbx-root", "data-role": "root" },
+    h("header", { class: "nbx-header" }, h("span", { class: "nbx-title", text: "nbexplain" }), targetName, statusBadge),
+    progress,
+    h("div", { class: "nbx-stats" }, ...Object.values(stats).map((x) => x.card)),
+    note,
+    h(
+      "div",
+      { class: "nbx-row" },
+      picture(canvases.image, "Input x"),
+      picture(canvases.mask, "Mask"),
+      picture(canvases.explanation, "Explanation"),
+      plot.el,
+    ),
+    circuitSection,
+  );
+  el.replaceChildren(root);
+
+  // ---- drawing ------------------------------------------------------------
+  function image() {
+    const [height, width] = model.get("image_shape") ?? [0, 0];
+    const bytes = toBytes(model.get("image"));
+    return bytes.length === width * height * 3 && width > 0 ? { bytes, width, height } : null;
+  }
+
+  function drawImage() {
+    const img = image();
+    if (img) paint(canvases.image, rgbToRgba(img.bytes, img.width, img.height), img.width, img.height);
+  }
+
+  /** @param {Uint8Array} mask @param {number} width @param {number} height */
+  function drawMask(mask, width, height) {
+    if (!width || !height) return;
+    paint(canvases.mask, mapToRgba(mask), width, height);
+    const img = image();
+    if (img) {
+      paint(canvases.explanation, maskedRgba(img.bytes, img.width, img.height, mask, width, height), img.width, img.height);
+    }
+  }
+
+  function drawSettledPictures() {
+    const [mh, mw] = model.get("mask_shape") ?? [0, 0];
+    const mask = toBytes(model.get("mask"));
+    if (mask.length === mh * mw && mw > 0) drawMask(mask, mw, mh);
+    const [eh, ew] = model.get("explanation_shape") ?? [0, 0];
+    const expl = toBytes(model.get("explanation"));
+    if (expl.length === eh * ew * 3 && ew > 0) paint(canvases.explanation, rgbToRgba(expl, ew, eh), ew, eh);
+  }
+
+  function drawHeader() {
+    const status = model.get("status") ?? "idle";
+    root.dataset.status = status;
+    statusBadge.textContent = status === "done" ? "done" : status;
+    statusBadge.dataset.status = status;
+    const name = model.get("target_name");
+    targetName.textContent = name ? `explaining \u201c${name}\u201d` : "";
+  }
+
+  function drawSummary() {
+    const s = model.get("summary") ?? {};
+    const total = model.get("total_steps");
+    stats.step.value.textContent = formatStep(s.steps ?? lastFrame?.step, total);
+    stats.probX.value.textContent = formatProb(s.prob_original);
+    stats.probE.value.textContent = formatProb(s.prob_explanation);
+    stats.area.value.textContent = formatPercent(s.area);
+    stats.robustness.value.textContent = formatPercent(s.robustness, 0);
+    stats.time.value.textContent = formatSeconds(s.seconds);
+    stats.probE.value.dataset.kept = s.label_kept === false ? "false" : "true";
+    setProgress(1);
+  }
+
+  /** @param {import("./frame.js").Frame} f */
+  function drawFrame(f) {
+    drawMask(f.mask, f.width, f.height);
+    stats.step.value.textContent = formatStep(f.step, f.total);
+    stats.probE.value.textContent = formatProb(f.prob);
+    stats.probE.value.dataset.kept = f.labelKept ? "true" : "false";
+    stats.area.value.textContent = formatPercent(f.area);
+    stats.time.value.textContent = formatSeconds(f.elapsed);
+    setProgress(f.total > 0 ? f.step / f.total : 0);
+    plot.update(series, f.total);
+  }
+
+  /** @param {number} share */
+  function setProgress(share) {
+    const bar = /** @type {HTMLElement} */ (progress.firstChild);
+    bar.style.width = `${Math.round(100 * Math.min(1, Math.max(0, share)))}%`;
+  }
+
+  function drawNote() {
+    const text = model.get("note") ?? "";
+    note.hidden = !text;
+    note.textContent = text;
+  }
+
+  function drawSettled() {
+    drawHeader();
+    drawNote();
+    drawImage();
+    drawSettledPictures();
+    drawSummary();
+    series = LossSeries.fromHistory(model.get("history") ?? {});
+    plot.update(series);
+    circuit.setCircuits(
+      { explanation: model.get("circuit"), original: model.get("circuit_original") },
+      model.get("status") === "interrupted"
+        ? "No circuit: training was interrupted before the result was complete."
+        : "No circuit to show for this result.",
+    );
+    circuitSection.hidden = false;
+  }
+
+  function drawLive() {
+    drawHeader();
+    drawNote();
+    drawImage();
+    circuitSection.hidden = true;
+    panel.hide();
+    for (const x of [stats.probX, stats.robustness]) x.value.textContent = "\u2014";
+    if (lastFrame) drawFrame(lastFrame);
+  }
+
+  function drawAll() {
+    if (SETTLED.has(model.get("status"))) drawSettled();
+    else drawLive();
+  }
+
+  // ---- messages -----------------------------------------------------------
+  /** @param {import("./graph.js").PlacedNode} node @param {string} view */
+  function requestChannel(node, view) {
+    requestId += 1;
+    panel.loading(node.id);
+    clearTimeout(channelTimer);
+    channelTimer = setTimeout(() => {
+      panel.error("No answer yet: the kernel may be busy (a cell is running). It will appear when the kernel is free.");
+    }, CHANNEL_TIMEOUT_MS);
+    model.send({ type: "channel", layer: node.layer, channel: node.channel, source: view, request_id: requestId });
+  }
+
+  /** @param {any} content @param {any[]} buffers */
+  function onMessage(content, buffers) {
+    try {
+      if (content?.type === "frame") {
+        const f = decodeFrame(content, buffers);
+        if (lastFrame && f.step < lastFrame.step) series = new LossSeries(); // a new run
+        lastFrame = f;
+        series.push(f.step, f.losses);
+        frames += 1;
+        const training = model.get("status") === "training";
+        if (training) framesWhileTraining += 1;
+        root.dataset.frames = String(frames);
+        root.dataset.framesWhileTraining = String(framesWhileTraining);
+        root.dataset.lastStep = String(f.step);
+        root.dataset.lastFrameMs = String(Math.round(performance.now() - started));
+        root.dataset.firstFrameMs ??= root.dataset.lastFrameMs;
+        if (training) drawFrame(f);
+      } else if (content?.type === "channel") {
+        if (content.request_id !== requestId) return; // an answer to an older click
+        clearTimeout(channelTimer);
+        panel.show(decodeChannel(content, buffers));
+      } else if (content?.type === "channel_error") {
+        if (content.request_id !== requestId) return;
+        clearTimeout(channelTimer);
+        panel.error(String(content.message ?? "This channel cannot be shown."));
+      }
+    } catch (err) {
+      note.hidden = false;
+      note.textContent = `Could not show a message from the kernel: ${err instanceof Error ? err.message : err}`;
+    }
+  }
+
+  const onStatus = () => {
+    if (model.get("status") === "training") {
+      series = new LossSeries();
+      lastFrame = null;
+    }
+    drawAll();
+  };
+  const listeners = /** @type {[string, (...args: any[]) => void][]} */ ([
+    ["msg:custom", onMessage],
+    ["change:status", onStatus],
+    ["change:image", drawImage],
+    ["change:note", drawNote],
+    ["change:target_name", drawHeader],
+  ]);
+  for (const [event, fn] of listeners) model.on(event, fn);
+  drawAll();
+
+  return () => {
+    clearTimeout(channelTimer);
+    for (const [event, fn] of listeners) model.off(event, fn);
+  };
+}

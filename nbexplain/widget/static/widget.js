@@ -1,0 +1,1104 @@
+// Built from js/src by js/build.mjs; do not edit by hand.
+
+// src/bytes.js
+function toBytes(buffer) {
+  if (buffer == null) return new Uint8Array(0);
+  if (buffer instanceof Uint8Array) return buffer;
+  if (ArrayBuffer.isView(buffer)) {
+    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  }
+  if (buffer instanceof ArrayBuffer) return new Uint8Array(buffer);
+  throw new TypeError(`expected binary data, got ${Object.prototype.toString.call(buffer)}`);
+}
+function checkShape(bytes, shape, channels) {
+  if (!Array.isArray(shape) || shape.length !== 2) {
+    throw new Error(`shape must be [h, w], got ${JSON.stringify(shape)}`);
+  }
+  const [height, width] = shape.map(Number);
+  if (!(Number.isInteger(height) && Number.isInteger(width) && height >= 0 && width >= 0)) {
+    throw new Error(`shape must hold two non-negative integers, got ${JSON.stringify(shape)}`);
+  }
+  if (bytes.length !== height * width * channels) {
+    throw new Error(
+      `expected ${height}x${width}x${channels} = ${height * width * channels} bytes, got ${bytes.length}`
+    );
+  }
+  return { height, width };
+}
+
+// src/colormap.js
+var SEQUENTIAL = (
+  /** @type {Stops} */
+  [
+    [0, [12, 10, 38]],
+    [0.3, [88, 32, 112]],
+    [0.6, [204, 72, 62]],
+    [0.85, [244, 158, 44]],
+    [1, [252, 238, 168]]
+  ]
+);
+var DIVERGING = (
+  /** @type {Stops} */
+  [
+    [0, [38, 98, 196]],
+    [0.5, [150, 150, 150]],
+    [1, [222, 96, 36]]
+  ]
+);
+function colorAt(stops, t) {
+  const x = Number.isFinite(t) ? Math.min(1, Math.max(0, t)) : 0;
+  for (let i = 1; i < stops.length; i++) {
+    const [p1, c1] = stops[i];
+    if (x <= p1) {
+      const [p0, c0] = stops[i - 1];
+      const f = p1 > p0 ? (x - p0) / (p1 - p0) : 0;
+      return (
+        /** @type {RGB} */
+        c0.map((v, k) => Math.round(v + f * (c1[k] - v)))
+      );
+    }
+  }
+  return (
+    /** @type {RGB} */
+    [...stops[stops.length - 1][1]]
+  );
+}
+function buildLut(stops) {
+  const lut = new Uint8Array(256 * 3);
+  for (let b = 0; b < 256; b++) lut.set(colorAt(stops, b / 255), b * 3);
+  return lut;
+}
+function cssColor(stops, t) {
+  const [r, g, b] = colorAt(stops, t);
+  return `rgb(${r}, ${g}, ${b})`;
+}
+var CATEGORICAL = [
+  "#3b82c4",
+  "#e0823d",
+  "#4aa564",
+  "#d1495b",
+  "#8e6cc0",
+  "#a0785a",
+  "#d67fb6",
+  "#7f8c8d",
+  "#b5a642",
+  "#3fb0b5"
+];
+
+// src/dom.js
+var SVG_NS = "http://www.w3.org/2000/svg";
+function h(tag, attrs = {}, ...children) {
+  return fill(document.createElement(tag), attrs, children);
+}
+function s(tag, attrs = {}, ...children) {
+  return fill(document.createElementNS(SVG_NS, tag), attrs, children);
+}
+function fill(el, attrs, children) {
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === void 0 || value === null || value === false) continue;
+    if (key === "text") el.textContent = String(value);
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === void 0 || child === false) continue;
+    el.append(child);
+  }
+  return el;
+}
+function paint(canvas, rgba, width, height) {
+  if (width === 0 || height === 0) return;
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
+  const ctx = canvas.getContext("2d");
+  if (!ctx) return;
+  ctx.putImageData(new ImageData(rgba, width, height), 0, 0);
+  canvas.dataset.painted = "true";
+}
+
+// src/format.js
+var DASH = "\u2014";
+function formatProb(p) {
+  return isNumber(p) ? p.toFixed(3) : DASH;
+}
+function formatPercent(share, digits = 1) {
+  return isNumber(share) ? `${(100 * share).toFixed(digits)}%` : DASH;
+}
+function formatNumber(v) {
+  if (!isNumber(v)) return DASH;
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e4 || a < 1e-3)) return v.toExponential(2);
+  return String(Number(v.toPrecision(3)));
+}
+function formatSeconds(seconds) {
+  if (!isNumber(seconds)) return DASH;
+  return seconds < 60 ? `${seconds.toFixed(1)} s` : `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+}
+function formatStep(step, total) {
+  if (!isNumber(step)) return DASH;
+  return isNumber(total) && total > 0 ? `${step} / ${total}` : String(step);
+}
+function isNumber(v) {
+  return typeof v === "number" && Number.isFinite(v);
+}
+function describeNode(id) {
+  const text = String(id);
+  const at = text.lastIndexOf(":");
+  if (at < 0) return text;
+  const layer = text.slice(0, at);
+  const index = text.slice(at + 1);
+  return layer === "class" ? `class ${index}` : `${layer} \xB7 channel ${index}`;
+}
+
+// src/raster.js
+function rgbToRgba(rgb, width, height) {
+  const n = width * height;
+  if (rgb.length !== n * 3) throw new Error(`expected ${n * 3} RGB bytes, got ${rgb.length}`);
+  const out = new Uint8ClampedArray(n * 4);
+  for (let i = 0, j = 0; i < n * 3; i += 3, j += 4) {
+    out[j] = rgb[i];
+    out[j + 1] = rgb[i + 1];
+    out[j + 2] = rgb[i + 2];
+    out[j + 3] = 255;
+  }
+  return out;
+}
+function mapToRgba(values, lut = null) {
+  const out = new Uint8ClampedArray(values.length * 4);
+  for (let i = 0, j = 0; i < values.length; i++, j += 4) {
+    const v = values[i];
+    if (lut) {
+      out[j] = lut[v * 3];
+      out[j + 1] = lut[v * 3 + 1];
+      out[j + 2] = lut[v * 3 + 2];
+    } else {
+      out[j] = out[j + 1] = out[j + 2] = v;
+    }
+    out[j + 3] = 255;
+  }
+  return out;
+}
+function maskedRgba(rgb, width, height, mask, maskWidth, maskHeight) {
+  if (mask.length !== maskWidth * maskHeight) {
+    throw new Error(`expected ${maskWidth * maskHeight} mask bytes, got ${mask.length}`);
+  }
+  const out = rgbToRgba(rgb, width, height);
+  const cols = new Int32Array(width);
+  for (let x = 0; x < width; x++) cols[x] = Math.floor(x * maskWidth / width);
+  for (let y = 0; y < height; y++) {
+    const row = Math.floor(y * maskHeight / height) * maskWidth;
+    for (let x = 0; x < width; x++) {
+      const m = mask[row + cols[x]] / 255;
+      const j = (y * width + x) * 4;
+      out[j] *= m;
+      out[j + 1] *= m;
+      out[j + 2] *= m;
+    }
+  }
+  return out;
+}
+
+// src/channel_panel.js
+var LUT = buildLut(SEQUENTIAL);
+function createChannelPanel(handlers) {
+  const title = h("h4", { class: "nbx-channel-title" });
+  const status = h("p", { class: "nbx-channel-status", role: "status" });
+  const canvasX = (
+    /** @type {HTMLCanvasElement} */
+    h("canvas", { class: "nbx-map", "data-role": "map-original" })
+  );
+  const canvasE = (
+    /** @type {HTMLCanvasElement} */
+    h("canvas", { class: "nbx-map", "data-role": "map-explanation" })
+  );
+  const energyX = h("span", { class: "nbx-num" });
+  const energyE = h("span", { class: "nbx-num" });
+  const scaleLo = h("span");
+  const scaleHi = h("span");
+  const incoming = h("ol", { class: "nbx-edges" });
+  const outgoing = h("ol", { class: "nbx-edges" });
+  const body = h(
+    "div",
+    { class: "nbx-channel-body", hidden: true },
+    h(
+      "div",
+      { class: "nbx-maps" },
+      h("figure", {}, canvasX, h("figcaption", {}, "on x \xB7 energy ", energyX)),
+      h("figure", {}, canvasE, h("figcaption", {}, "on explanation \xB7 energy ", energyE))
+    ),
+    h(
+      "div",
+      { class: "nbx-scale" },
+      scaleLo,
+      h("span", {
+        class: "nbx-scale-bar",
+        style: `background: linear-gradient(to right, ${[0, 0.25, 0.5, 0.75, 1].map((t) => cssColor(SEQUENTIAL, t)).join(", ")})`
+      }),
+      scaleHi
+    ),
+    h(
+      "div",
+      { class: "nbx-edge-lists" },
+      h("div", {}, h("h5", { text: "Strongest inputs" }), incoming),
+      h("div", {}, h("h5", { text: "Strongest outputs" }), outgoing)
+    )
+  );
+  const close = h("button", { class: "nbx-close", type: "button", title: "Close", "aria-label": "Close channel panel", text: "\xD7" });
+  close.addEventListener("click", () => handlers.onClose());
+  const el = h("aside", { class: "nbx-panel nbx-channel", hidden: true, "data-role": "channel-panel" }, close, title, status, body);
+  function loading(id) {
+    el.hidden = false;
+    el.dataset.state = "loading";
+    title.textContent = describeNode(id);
+    status.textContent = "Asking the kernel for this channel\u2026";
+    body.hidden = true;
+  }
+  function error(message) {
+    el.hidden = false;
+    el.dataset.state = "error";
+    status.textContent = message;
+    body.hidden = true;
+  }
+  function show(answer) {
+    el.hidden = false;
+    el.dataset.state = "ready";
+    title.textContent = describeNode(answer.id);
+    status.textContent = `${answer.height}\xD7${answer.width} activation map`;
+    paint(canvasX, mapToRgba(answer.mapOriginal, LUT), answer.width, answer.height);
+    paint(canvasE, mapToRgba(answer.mapExplanation, LUT), answer.width, answer.height);
+    energyX.textContent = formatNumber(answer.energyOriginal);
+    energyE.textContent = formatNumber(answer.energyExplanation);
+    scaleLo.textContent = formatNumber(answer.scale[0]);
+    scaleHi.textContent = formatNumber(answer.scale[1]);
+    incoming.replaceChildren(...answer.incoming.map(edgeItem));
+    outgoing.replaceChildren(...answer.outgoing.map(edgeItem));
+    if (!answer.incoming.length) incoming.append(h("li", { class: "nbx-muted", text: "none in the circuit" }));
+    if (!answer.outgoing.length) outgoing.append(h("li", { class: "nbx-muted", text: "none in the circuit" }));
+    body.hidden = false;
+  }
+  function edgeItem(edge) {
+    const link = h("button", { type: "button", class: "nbx-link", text: describeNode(edge.node) });
+    link.addEventListener("click", () => handlers.onNavigate(edge.node));
+    return h("li", {}, link, h("span", { class: "nbx-num", text: formatNumber(edge.score) }));
+  }
+  function hide() {
+    el.hidden = true;
+    delete el.dataset.state;
+  }
+  return { el, loading, error, show, hide };
+}
+
+// src/graph.js
+var DEFAULTS = {
+  width: 640,
+  padLeft: 36,
+  padRight: 96,
+  // room for class names
+  padTop: 30,
+  padBottom: 14,
+  rowGap: 30,
+  minHeight: 180,
+  maxHeight: 460,
+  // beyond this, rows (and nodes) get closer instead of the graph taller
+  rMin: 3,
+  rMax: 11,
+  wMin: 0.6,
+  wMax: 6
+};
+function nodeValue(node) {
+  const v = node.kind === "class" ? node.prob ?? node.energy ?? 1 : node.energy ?? 0;
+  return Number.isFinite(v) ? Number(v) : 0;
+}
+function layoutCircuit(circuit, options = {}) {
+  const o = { ...DEFAULTS, ...options };
+  const layers = circuit?.layers ?? [];
+  const nodes = circuit?.nodes ?? [];
+  const nColumns = layers.length + 1;
+  const columns = Array.from({ length: nColumns }, () => []);
+  for (const node of nodes) columns[columnOf(node, layers)].push(node);
+  const incoming = /* @__PURE__ */ new Map();
+  for (const e of circuit?.edges ?? []) {
+    if (!incoming.has(e.target)) incoming.set(e.target, []);
+    incoming.get(e.target).push(e);
+  }
+  const tallest = Math.max(1, ...columns.map((c) => c.length));
+  const height = Math.min(o.maxHeight, Math.max(o.minHeight, o.padTop + o.padBottom + tallest * o.rowGap));
+  const innerHeight = height - o.padTop - o.padBottom;
+  const rowGap = Math.min(o.rowGap, innerHeight / tallest);
+  const rMax = Math.min(o.rMax, 0.45 * rowGap);
+  const rMin = Math.min(o.rMin, rMax / 2);
+  const xOf = (c) => nColumns === 1 ? o.width / 2 : o.padLeft + c * (o.width - o.padLeft - o.padRight) / (nColumns - 1);
+  const byId = /* @__PURE__ */ new Map();
+  const placed = [];
+  columns.forEach((column, c) => {
+    const order = orderColumn(column, c === 0 ? null : incoming, byId);
+    const biggest = Math.max(0, ...order.map((n) => Math.abs(nodeValue(n))));
+    const gap = rowGap;
+    const top = o.padTop + (innerHeight - gap * order.length) / 2;
+    order.forEach((node, i) => {
+      const value = nodeValue(node);
+      const share = biggest > 0 ? Math.sqrt(Math.abs(value) / biggest) : 0;
+      const p = { ...node, column: c, value, x: xOf(c), y: top + (i + 0.5) * gap, r: rMin + (rMax - rMin) * share };
+      placed.push(p);
+      byId.set(node.id, p);
+    });
+  });
+  const edges = (circuit?.edges ?? []).filter((e) => byId.has(e.source) && byId.has(e.target));
+  const strongest = Math.max(0, ...edges.map((e) => Math.abs(e.score ?? 0)));
+  const placedEdges = edges.map((e, index) => {
+    const a = (
+      /** @type {PlacedNode} */
+      byId.get(e.source)
+    );
+    const b = (
+      /** @type {PlacedNode} */
+      byId.get(e.target)
+    );
+    const share = strongest > 0 ? Math.abs(e.score ?? 0) / strongest : 0;
+    return {
+      ...e,
+      index,
+      d: curve(a, b),
+      width: o.wMin + (o.wMax - o.wMin) * share,
+      opacity: 0.15 + 0.7 * share,
+      sign: Math.sign(e.score ?? 0)
+    };
+  });
+  const columnLabels = [...layers, "class"].map((label, c) => ({ label, x: xOf(c) }));
+  return { width: o.width, height, rowGap, nodes: placed, edges: placedEdges, columns: columnLabels, byId };
+}
+function strongestNodes(circuit, perLayer) {
+  const nodes = circuit?.nodes ?? [];
+  if (!(perLayer < Infinity)) return circuit;
+  const byLayer = /* @__PURE__ */ new Map();
+  for (const n of nodes) {
+    if (n.kind === "class") continue;
+    const key = String(n.layer ?? n.layer_index);
+    if (!byLayer.has(key)) byLayer.set(key, []);
+    byLayer.get(key).push(n);
+  }
+  const kept = new Set(nodes.filter((n) => n.kind === "class").map((n) => n.id));
+  for (const group of byLayer.values()) {
+    group.sort((a, b) => Math.abs(nodeValue(b)) - Math.abs(nodeValue(a))).slice(0, Math.max(0, perLayer)).forEach((n) => kept.add(n.id));
+  }
+  return {
+    ...circuit,
+    nodes: nodes.filter((n) => kept.has(n.id)),
+    edges: (circuit?.edges ?? []).filter((e) => kept.has(e.source) && kept.has(e.target))
+  };
+}
+function columnOf(node, layers) {
+  if (node.kind === "class") return layers.length;
+  const byName = node.layer !== void 0 ? layers.indexOf(node.layer) : -1;
+  if (byName >= 0) return byName;
+  const i = Number(node.layer_index);
+  return Number.isInteger(i) && i >= 0 && i < layers.length ? i : 0;
+}
+function orderColumn(column, incoming, placed) {
+  const byValue = (a, b) => Math.abs(nodeValue(b)) - Math.abs(nodeValue(a)) || String(a.id).localeCompare(String(b.id));
+  if (!incoming) return [...column].sort(byValue);
+  const centre = /* @__PURE__ */ new Map();
+  for (const node of column) {
+    let sum = 0;
+    let weight = 0;
+    for (const e of incoming.get(node.id) ?? []) {
+      const from = placed.get(e.source);
+      if (!from) continue;
+      const w = Math.abs(e.score ?? 0) || 1e-9;
+      sum += w * from.y;
+      weight += w;
+    }
+    centre.set(node.id, weight > 0 ? sum / weight : Infinity);
+  }
+  return [...column].sort((a, b) => centre.get(a.id) - centre.get(b.id) || byValue(a, b));
+}
+function curve(a, b) {
+  const x1 = a.x + a.r;
+  const x2 = b.x - b.r;
+  const mid = (x1 + x2) / 2;
+  const f = (v) => Math.round(v * 10) / 10;
+  return `M${f(x1)},${f(a.y)} C${f(mid)},${f(a.y)} ${f(mid)},${f(b.y)} ${f(x2)},${f(b.y)}`;
+}
+function circuitDifference(explanation, original) {
+  const nodes = /* @__PURE__ */ new Map();
+  const energies = /* @__PURE__ */ new Map();
+  for (
+    const [which, circuit] of
+    /** @type {const} */
+    [["explanation", explanation], ["original", original]]
+  ) {
+    for (const node of circuit?.nodes ?? []) {
+      if (!nodes.has(node.id) || which === "explanation" && node.kind === "class") nodes.set(node.id, node);
+      const seen = energies.get(node.id) ?? {};
+      seen[which] = node.energy ?? 0;
+      energies.set(node.id, seen);
+    }
+  }
+  const diffNodes = [];
+  for (const [id, node] of nodes) {
+    if (node.kind === "class") {
+      diffNodes.push({ ...node });
+      continue;
+    }
+    const seen = energies.get(id) ?? {};
+    const e = finite(node.energy_explanation) ?? seen.explanation ?? 0;
+    const x = finite(node.energy_original) ?? seen.original ?? 0;
+    diffNodes.push({ ...node, energy: e - x, energy_explanation: e, energy_original: x });
+  }
+  const edges = /* @__PURE__ */ new Map();
+  const key = (e) => `${e.source}\u2192${e.target}`;
+  for (const e of explanation?.edges ?? []) edges.set(key(e), { ...e, score: e.score ?? 0 });
+  for (const e of original?.edges ?? []) {
+    const k = key(e);
+    const prev = edges.get(k);
+    edges.set(k, { source: e.source, target: e.target, score: (prev?.score ?? 0) - (e.score ?? 0) });
+  }
+  const layers = explanation?.layers?.length ? explanation.layers : original?.layers ?? [];
+  return {
+    ...explanation,
+    source: "difference",
+    layers,
+    nodes: diffNodes,
+    edges: [...edges.values()].filter((e) => e.score !== 0)
+  };
+}
+function pathsThrough(graph, id) {
+  const nodes = /* @__PURE__ */ new Set([id]);
+  const edges = /* @__PURE__ */ new Set();
+  const walk = (from, to) => {
+    const queue = [id];
+    const seen = /* @__PURE__ */ new Set([id]);
+    while (queue.length) {
+      const current = queue.shift();
+      graph.edges.forEach((e, i) => {
+        if (e[from] !== current) return;
+        edges.add(i);
+        nodes.add(e[to]);
+        if (!seen.has(e[to])) {
+          seen.add(e[to]);
+          queue.push(e[to]);
+        }
+      });
+    }
+  };
+  walk("target", "source");
+  walk("source", "target");
+  return { nodes, edges };
+}
+function finite(v) {
+  return typeof v === "number" && Number.isFinite(v) ? v : void 0;
+}
+
+// src/circuit_view.js
+var PER_LAYER = [6, 10, 16, Infinity];
+var VIEWS = (
+  /** @type {const} */
+  [
+    ["explanation", "Explanation circuit"],
+    ["original", "Original circuit"],
+    ["difference", "Difference"]
+  ]
+);
+function createCircuitView(handlers) {
+  let circuits = { explanation: {}, original: {} };
+  let view = "explanation";
+  let perLayer = 10;
+  let selected = null;
+  let layout = null;
+  const buttons = VIEWS.map(([key, label]) => {
+    const b = h("button", { type: "button", class: "nbx-toggle", "data-view": key, "aria-pressed": "false", text: label });
+    b.addEventListener("click", () => setView(key));
+    return b;
+  });
+  const limit = (
+    /** @type {HTMLSelectElement} */
+    h(
+      "select",
+      { class: "nbx-select", "aria-label": "channels shown per layer" },
+      ...PER_LAYER.map((n) => h("option", { value: String(n), selected: n === perLayer, text: n < Infinity ? `top ${n}` : "all" }))
+    )
+  );
+  limit.addEventListener("change", () => {
+    perLayer = Number(limit.value);
+    draw();
+  });
+  const svg = (
+    /** @type {SVGSVGElement} */
+    s("svg", { class: "nbx-graph", role: "group", "aria-label": "channel circuit" })
+  );
+  const empty = h("p", { class: "nbx-muted nbx-empty", hidden: true });
+  const legend = h("p", { class: "nbx-hint" });
+  const el = h(
+    "section",
+    { class: "nbx-circuit-view" },
+    h(
+      "div",
+      { class: "nbx-toolbar" },
+      h("h4", { text: "Circuit" }),
+      h("div", { class: "nbx-segmented", role: "group" }, ...buttons),
+      h("label", { class: "nbx-limit" }, "channels per layer ", limit)
+    ),
+    legend,
+    svg,
+    empty
+  );
+  let emptyText = "No circuit to show for this result.";
+  function setCircuits(next, whyEmpty) {
+    circuits = { explanation: next.explanation ?? {}, original: next.original ?? {} };
+    emptyText = whyEmpty ?? "No circuit to show for this result.";
+    draw();
+  }
+  function setView(next) {
+    view = next;
+    draw();
+  }
+  function setSelected(id) {
+    selected = id;
+    for (const g of svg.querySelectorAll(".nbx-node")) g.classList.toggle("nbx-selected", g.getAttribute("data-id") === id);
+  }
+  function current() {
+    const full = view === "difference" ? circuitDifference(circuits.explanation, circuits.original) : view === "original" ? circuits.original : circuits.explanation;
+    return strongestNodes(full, perLayer);
+  }
+  function draw() {
+    for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.view === view));
+    const circuit = current();
+    const has = (circuit?.nodes ?? []).length > 0;
+    el.dataset.view = view;
+    svg.style.display = has ? "" : "none";
+    empty.hidden = has;
+    empty.textContent = has ? "" : emptyText;
+    legend.textContent = view === "difference" ? "Explanation minus original: orange = stronger on the explanation, blue = stronger on x. Click a channel." : "Nodes sized by energy, edges by score. Hover to trace paths; click a channel to inspect it.";
+    if (!has) {
+      svg.replaceChildren();
+      layout = null;
+      return;
+    }
+    layout = layoutCircuit(circuit);
+    const signed = view === "difference";
+    const roomy = layout.rowGap >= 22;
+    const maxAbs = Math.max(1e-12, ...layout.nodes.filter((n) => n.kind !== "class").map((n) => Math.abs(n.value)));
+    svg.setAttribute("viewBox", `0 0 ${layout.width} ${layout.height}`);
+    svg.style.maxWidth = `${layout.width}px`;
+    const edgeEls = layout.edges.map(
+      (e) => s("path", {
+        class: "nbx-edge",
+        d: e.d,
+        "stroke-width": e.width.toFixed(2),
+        "stroke-opacity": e.opacity.toFixed(2),
+        style: signed ? `stroke:${cssColor(DIVERGING, e.sign > 0 ? 1 : 0)}` : null,
+        "data-index": e.index,
+        "data-source": e.source,
+        "data-target": e.target
+      }, s("title", { text: `${describeNode(e.source)} \u2192 ${describeNode(e.target)}: ${formatNumber(e.score)}` }))
+    );
+    const nodeEls = layout.nodes.map((n) => {
+      const isClass = n.kind === "class";
+      const fill2 = signed && !isClass ? cssColor(DIVERGING, 0.5 + 0.5 * (n.value / maxAbs)) : null;
+      const label = isClass ? `${n.name ?? `class ${n.class}`} ${formatProb(n.prob)}` : roomy ? String(n.channel ?? "") : "";
+      const tip = isClass ? `${n.name ?? n.id}: p = ${formatProb(n.prob)}, logit ${formatNumber(n.logit)}` : `${describeNode(n.id)}
+energy ${formatNumber(n.value)} (x: ${formatNumber(n.energy_original)}, explanation: ${formatNumber(n.energy_explanation)})`;
+      const g = s(
+        "g",
+        {
+          class: `nbx-node nbx-${n.kind}${n.id === selected ? " nbx-selected" : ""}`,
+          "data-id": n.id,
+          "data-kind": n.kind,
+          tabindex: isClass ? null : 0,
+          role: isClass ? null : "button",
+          "aria-label": isClass ? null : describeNode(n.id)
+        },
+        s("title", { text: tip }),
+        s("circle", { cx: n.x.toFixed(1), cy: n.y.toFixed(1), r: n.r.toFixed(1), style: fill2 ? `fill:${fill2}` : null }),
+        s("text", {
+          x: (isClass ? n.x + n.r + 5 : n.x).toFixed(1),
+          y: (isClass ? n.y + 4 : n.y - n.r - 3).toFixed(1),
+          "text-anchor": isClass ? "start" : "middle",
+          text: label
+        })
+      );
+      g.addEventListener("mouseenter", () => highlight(n.id));
+      g.addEventListener("mouseleave", () => highlight(null));
+      g.addEventListener("focus", () => highlight(n.id));
+      g.addEventListener("blur", () => highlight(null));
+      if (!isClass) {
+        g.addEventListener("click", () => choose(n.id));
+        g.addEventListener("keydown", (ev) => {
+          if (ev.key === "Enter" || ev.key === " ") {
+            ev.preventDefault();
+            choose(n.id);
+          }
+        });
+      }
+      return g;
+    });
+    const columnEls = layout.columns.map(
+      (c) => s("text", { class: "nbx-column", x: c.x.toFixed(1), y: 14, "text-anchor": "middle", text: c.label })
+    );
+    svg.replaceChildren(s("g", { class: "nbx-edges" }, ...edgeEls), s("g", {}, ...columnEls), s("g", { class: "nbx-nodes" }, ...nodeEls));
+  }
+  function highlight(id) {
+    if (!layout) return;
+    if (id === null) {
+      svg.classList.remove("nbx-tracing");
+      for (const el2 of svg.querySelectorAll(".nbx-hot")) el2.classList.remove("nbx-hot");
+      return;
+    }
+    const paths = pathsThrough(layout, id);
+    svg.classList.add("nbx-tracing");
+    for (const g of svg.querySelectorAll(".nbx-node")) g.classList.toggle("nbx-hot", paths.nodes.has(g.getAttribute("data-id") ?? ""));
+    for (const p of svg.querySelectorAll(".nbx-edge")) p.classList.toggle("nbx-hot", paths.edges.has(Number(p.getAttribute("data-index"))));
+  }
+  function choose(id) {
+    const node = layout?.byId.get(id);
+    if (!node || node.kind === "class") return;
+    setSelected(id);
+    handlers.onSelect(node, view);
+  }
+  return { el, setCircuits, setView, setSelected, choose, get view() {
+    return view;
+  } };
+}
+
+// src/frame.js
+function decodeFrame(content, buffers) {
+  if (!content || content.type !== "frame") throw new Error("not a frame message");
+  if (!buffers || buffers.length < 1) throw new Error("a frame needs its mask buffer");
+  if (content.dtype !== void 0 && content.dtype !== "uint8") {
+    throw new Error(`unsupported mask dtype ${content.dtype}`);
+  }
+  const mask = toBytes(buffers[0]);
+  const { height, width } = checkShape(mask, content.shape, 1);
+  return {
+    step: Number(content.step),
+    total: Number(content.total),
+    losses: { ...content.losses || {} },
+    prob: numberOrNull(content.prob),
+    area: numberOrNull(content.area),
+    labelKept: Boolean(content.label_kept),
+    elapsed: numberOrNull(content.elapsed),
+    width,
+    height,
+    mask
+  };
+}
+function decodeChannel(content, buffers) {
+  if (!content || content.type !== "channel") throw new Error("not a channel message");
+  if (!buffers || buffers.length < 2) throw new Error("a channel answer needs two map buffers");
+  const mapOriginal = toBytes(buffers[0]);
+  const mapExplanation = toBytes(buffers[1]);
+  const { height, width } = checkShape(mapOriginal, content.shape, 1);
+  checkShape(mapExplanation, content.shape, 1);
+  const scale = Array.isArray(content.scale) ? content.scale : [0, 1];
+  return {
+    requestId: content.request_id ?? null,
+    id: String(content.id ?? `${content.layer}:${content.channel}`),
+    layer: String(content.layer),
+    channel: Number(content.channel),
+    width,
+    height,
+    mapOriginal,
+    mapExplanation,
+    scale: [Number(scale[0]), Number(scale[1])],
+    energyOriginal: numberOrNull(content.energy_original),
+    energyExplanation: numberOrNull(content.energy_explanation),
+    incoming: Array.isArray(content.incoming) ? content.incoming : [],
+    outgoing: Array.isArray(content.outgoing) ? content.outgoing : []
+  };
+}
+function numberOrNull(value) {
+  if (value === null || value === void 0 || value === "") return null;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : null;
+}
+
+// src/losses.js
+var NOT_LOSSES = /* @__PURE__ */ new Set(["prob", "mask_area"]);
+var LossSeries = class _LossSeries {
+  /** @param {number} maxPoints */
+  constructor(maxPoints = 600) {
+    this.maxPoints = Math.max(4, maxPoints);
+    this.steps = [];
+    this.values = /* @__PURE__ */ new Map();
+  }
+  /**
+   * Append one step's losses (a term seen for the first time is padded with nulls).
+   * @param {number} step
+   * @param {Record<string, number | null | undefined>} losses
+   */
+  push(step, losses) {
+    const n = this.steps.length;
+    if (n > 0 && step <= this.steps[n - 1]) return;
+    this.steps.push(step);
+    for (const [name, value] of Object.entries(losses)) {
+      if (NOT_LOSSES.has(name)) continue;
+      if (!this.values.has(name)) this.values.set(name, new Array(n).fill(null));
+    }
+    for (const [name, series] of this.values) {
+      const v = losses[name];
+      series.push(typeof v === "number" && Number.isFinite(v) ? v : null);
+    }
+    if (this.steps.length > this.maxPoints) this.#thin();
+  }
+  /** Drop every second point (the last is kept), halving memory and drawing cost. */
+  #thin() {
+    const keep = (i, n2) => i % 2 === 0 || i === n2 - 1;
+    const n = this.steps.length;
+    this.steps = this.steps.filter((_, i) => keep(i, n));
+    for (const [name, series] of this.values) this.values.set(name, series.filter((_, i) => keep(i, n)));
+  }
+  /** @returns {string[]} */
+  terms() {
+    return [...this.values.keys()];
+  }
+  /**
+   * Build from the synced `history` trait: {"steps": [...], "terms": {name: [...]}}.
+   * @param {{steps?: number[], terms?: Record<string, (number | null)[]>}} history
+   * @param {number} maxPoints
+   */
+  static fromHistory(history, maxPoints = 600) {
+    const series = new _LossSeries(maxPoints);
+    const steps = history?.steps ?? [];
+    const terms = history?.terms ?? {};
+    steps.forEach((step, i) => {
+      const row = {};
+      for (const [name, values] of Object.entries(terms)) row[name] = values[i] ?? null;
+      series.push(step, row);
+    });
+    return series;
+  }
+};
+function normalise(values) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of values) {
+    if (v === null || !Number.isFinite(v)) continue;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const span = hi - lo;
+  return values.map((v) => {
+    if (v === null || !Number.isFinite(v)) return null;
+    return span > 0 ? (v - lo) / span : 0;
+  });
+}
+function polylines(steps, scaled, box) {
+  const pad = box.pad ?? 2;
+  const s0 = box.stepMin ?? (steps.length ? steps[0] : 0);
+  const s1 = box.stepMax ?? (steps.length ? steps[steps.length - 1] : 1);
+  const sx = s1 > s0 ? (box.width - 2 * pad) / (s1 - s0) : 0;
+  const sy = box.height - 2 * pad;
+  const lines = [];
+  let current = [];
+  steps.forEach((step, i) => {
+    const v = scaled[i];
+    if (v === null || v === void 0) {
+      if (current.length) lines.push(current.join(" "));
+      current = [];
+      return;
+    }
+    const x = pad + (step - s0) * sx;
+    const y = pad + (1 - v) * sy;
+    current.push(`${round2(x)},${round2(y)}`);
+  });
+  if (current.length) lines.push(current.join(" "));
+  return lines;
+}
+function round2(v) {
+  return Math.round(v * 100) / 100;
+}
+
+// src/plot.js
+var WIDTH = 260;
+var HEIGHT = 120;
+function createLossPlot(_series) {
+  const svg = s("svg", {
+    class: "nbx-plot",
+    viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
+    role: "img",
+    "aria-label": "loss terms over training steps"
+  });
+  const legend = h("ul", { class: "nbx-legend" });
+  const el = h(
+    "figure",
+    { class: "nbx-panel nbx-losses" },
+    svg,
+    legend,
+    h("figcaption", { text: "Loss terms (each scaled to its own range)" })
+  );
+  const colours = /* @__PURE__ */ new Map();
+  function update(series, total) {
+    const terms = series.terms();
+    for (const name of terms) {
+      if (!colours.has(name)) colours.set(name, CATEGORICAL[colours.size % CATEGORICAL.length]);
+    }
+    const stepMax = total && total > 0 ? total : void 0;
+    const box = { width: WIDTH, height: HEIGHT, pad: 3, stepMin: series.steps[0] ?? 0, stepMax };
+    svg.replaceChildren(
+      s("rect", { class: "nbx-plot-frame", x: 0.5, y: 0.5, width: WIDTH - 1, height: HEIGHT - 1 }),
+      ...terms.flatMap(
+        (name) => polylines(series.steps, normalise(series.values.get(name) ?? []), box).map(
+          (points) => s("polyline", {
+            points,
+            fill: "none",
+            stroke: colours.get(name),
+            "stroke-width": name === "total" ? 2 : 1.2,
+            "data-term": name
+          })
+        )
+      )
+    );
+    legend.replaceChildren(
+      ...terms.map((name) => {
+        const values = series.values.get(name) ?? [];
+        const last = values[values.length - 1];
+        return h(
+          "li",
+          {},
+          h("span", { class: "nbx-swatch", style: `background:${colours.get(name)}` }),
+          h("span", { class: "nbx-term", text: name }),
+          h("span", { class: "nbx-value", text: formatNumber(last) })
+        );
+      })
+    );
+  }
+  return { el, update };
+}
+
+// src/view.js
+var SETTLED = /* @__PURE__ */ new Set(["done", "interrupted"]);
+var CHANNEL_TIMEOUT_MS = 15e3;
+function render({ model, el }) {
+  const started = performance.now();
+  let series = new LossSeries();
+  let lastFrame = null;
+  let frames = 0;
+  let framesWhileTraining = 0;
+  let requestId = 0;
+  let channelTimer;
+  const statusBadge = h("span", { class: "nbx-badge", "data-role": "status" });
+  const targetName = h("span", { class: "nbx-target" });
+  const progress = h("div", { class: "nbx-progress" }, h("div", { class: "nbx-progress-bar" }));
+  const stat = (role, label) => {
+    const value = h("span", { class: "nbx-stat-value", "data-role": role, text: "\u2014" });
+    return { card: h("div", { class: "nbx-stat" }, h("span", { class: "nbx-stat-label", text: label }), value), value };
+  };
+  const stats = {
+    step: stat("step", "Step"),
+    probX: stat("prob-original", "p(target | x)"),
+    probE: stat("prob-explanation", "p(target | explanation)"),
+    area: stat("area", "Area kept"),
+    robustness: stat("robustness", "Robustness"),
+    time: stat("time", "Time")
+  };
+  const note = h("p", { class: "nbx-note", hidden: true, "data-role": "note" });
+  const canvases = {
+    image: (
+      /** @type {HTMLCanvasElement} */
+      h("canvas", { "data-role": "image" })
+    ),
+    mask: (
+      /** @type {HTMLCanvasElement} */
+      h("canvas", { "data-role": "mask", class: "nbx-pixelated" })
+    ),
+    explanation: (
+      /** @type {HTMLCanvasElement} */
+      h("canvas", { "data-role": "explanation" })
+    )
+  };
+  const picture = (canvas, caption) => h("figure", { class: "nbx-panel nbx-picture" }, canvas, h("figcaption", { text: caption }));
+  const plot = createLossPlot();
+  const panel = createChannelPanel({
+    onNavigate: (id) => circuit.choose(id),
+    onClose: () => {
+      panel.hide();
+      circuit.setSelected(null);
+    }
+  });
+  const circuit = createCircuitView({ onSelect: (node, view) => requestChannel(node, view) });
+  const circuitSection = h(
+    "div",
+    { class: "nbx-circuit", hidden: true, "data-role": "circuit" },
+    circuit.el,
+    panel.el
+  );
+  const root = h(
+    "div",
+    { class: "nbx-root", "data-role": "root" },
+    h("header", { class: "nbx-header" }, h("span", { class: "nbx-title", text: "nbexplain" }), targetName, statusBadge),
+    progress,
+    h("div", { class: "nbx-stats" }, ...Object.values(stats).map((x) => x.card)),
+    note,
+    h(
+      "div",
+      { class: "nbx-row" },
+      picture(canvases.image, "Input x"),
+      picture(canvases.mask, "Mask"),
+      picture(canvases.explanation, "Explanation"),
+      plot.el
+    ),
+    circuitSection
+  );
+  el.replaceChildren(root);
+  function image() {
+    const [height, width] = model.get("image_shape") ?? [0, 0];
+    const bytes = toBytes(model.get("image"));
+    return bytes.length === width * height * 3 && width > 0 ? { bytes, width, height } : null;
+  }
+  function drawImage() {
+    const img = image();
+    if (img) paint(canvases.image, rgbToRgba(img.bytes, img.width, img.height), img.width, img.height);
+  }
+  function drawMask(mask, width, height) {
+    if (!width || !height) return;
+    paint(canvases.mask, mapToRgba(mask), width, height);
+    const img = image();
+    if (img) {
+      paint(canvases.explanation, maskedRgba(img.bytes, img.width, img.height, mask, width, height), img.width, img.height);
+    }
+  }
+  function drawSettledPictures() {
+    const [mh, mw] = model.get("mask_shape") ?? [0, 0];
+    const mask = toBytes(model.get("mask"));
+    if (mask.length === mh * mw && mw > 0) drawMask(mask, mw, mh);
+    const [eh, ew] = model.get("explanation_shape") ?? [0, 0];
+    const expl = toBytes(model.get("explanation"));
+    if (expl.length === eh * ew * 3 && ew > 0) paint(canvases.explanation, rgbToRgba(expl, ew, eh), ew, eh);
+  }
+  function drawHeader() {
+    const status = model.get("status") ?? "idle";
+    root.dataset.status = status;
+    statusBadge.textContent = status === "done" ? "done" : status;
+    statusBadge.dataset.status = status;
+    const name = model.get("target_name");
+    targetName.textContent = name ? `explaining \u201C${name}\u201D` : "";
+  }
+  function drawSummary() {
+    const s2 = model.get("summary") ?? {};
+    const total = model.get("total_steps");
+    stats.step.value.textContent = formatStep(s2.steps ?? lastFrame?.step, total);
+    stats.probX.value.textContent = formatProb(s2.prob_original);
+    stats.probE.value.textContent = formatProb(s2.prob_explanation);
+    stats.area.value.textContent = formatPercent(s2.area);
+    stats.robustness.value.textContent = formatPercent(s2.robustness, 0);
+    stats.time.value.textContent = formatSeconds(s2.seconds);
+    stats.probE.value.dataset.kept = s2.label_kept === false ? "false" : "true";
+    setProgress(1);
+  }
+  function drawFrame(f) {
+    drawMask(f.mask, f.width, f.height);
+    stats.step.value.textContent = formatStep(f.step, f.total);
+    stats.probE.value.textContent = formatProb(f.prob);
+    stats.probE.value.dataset.kept = f.labelKept ? "true" : "false";
+    stats.area.value.textContent = formatPercent(f.area);
+    stats.time.value.textContent = formatSeconds(f.elapsed);
+    setProgress(f.total > 0 ? f.step / f.total : 0);
+    plot.update(series, f.total);
+  }
+  function setProgress(share) {
+    const bar = (
+      /** @type {HTMLElement} */
+      progress.firstChild
+    );
+    bar.style.width = `${Math.round(100 * Math.min(1, Math.max(0, share)))}%`;
+  }
+  function drawNote() {
+    const text = model.get("note") ?? "";
+    note.hidden = !text;
+    note.textContent = text;
+  }
+  function drawSettled() {
+    drawHeader();
+    drawNote();
+    drawImage();
+    drawSettledPictures();
+    drawSummary();
+    series = LossSeries.fromHistory(model.get("history") ?? {});
+    plot.update(series);
+    circuit.setCircuits(
+      { explanation: model.get("circuit"), original: model.get("circuit_original") },
+      model.get("status") === "interrupted" ? "No circuit: training was interrupted before the result was complete." : "No circuit to show for this result."
+    );
+    circuitSection.hidden = false;
+  }
+  function drawLive() {
+    drawHeader();
+    drawNote();
+    drawImage();
+    circuitSection.hidden = true;
+    panel.hide();
+    for (const x of [stats.probX, stats.robustness]) x.value.textContent = "\u2014";
+    if (lastFrame) drawFrame(lastFrame);
+  }
+  function drawAll() {
+    if (SETTLED.has(model.get("status"))) drawSettled();
+    else drawLive();
+  }
+  function requestChannel(node, view) {
+    requestId += 1;
+    panel.loading(node.id);
+    clearTimeout(channelTimer);
+    channelTimer = setTimeout(() => {
+      panel.error("No answer yet: the kernel may be busy (a cell is running). It will appear when the kernel is free.");
+    }, CHANNEL_TIMEOUT_MS);
+    model.send({ type: "channel", layer: node.layer, channel: node.channel, source: view, request_id: requestId });
+  }
+  function onMessage(content, buffers) {
+    try {
+      if (content?.type === "frame") {
+        const f = decodeFrame(content, buffers);
+        if (lastFrame && f.step < lastFrame.step) series = new LossSeries();
+        lastFrame = f;
+        series.push(f.step, f.losses);
+        frames += 1;
+        const training = model.get("status") === "training";
+        if (training) framesWhileTraining += 1;
+        root.dataset.frames = String(frames);
+        root.dataset.framesWhileTraining = String(framesWhileTraining);
+        root.dataset.lastStep = String(f.step);
+        root.dataset.lastFrameMs = String(Math.round(performance.now() - started));
+        root.dataset.firstFrameMs ??= root.dataset.lastFrameMs;
+        if (training) drawFrame(f);
+      } else if (content?.type === "channel") {
+        if (content.request_id !== requestId) return;
+        clearTimeout(channelTimer);
+        panel.show(decodeChannel(content, buffers));
+      } else if (content?.type === "channel_error") {
+        if (content.request_id !== requestId) return;
+        clearTimeout(channelTimer);
+        panel.error(String(content.message ?? "This channel cannot be shown."));
+      }
+    } catch (err) {
+      note.hidden = false;
+      note.textContent = `Could not show a message from the kernel: ${err instanceof Error ? err.message : err}`;
+    }
+  }
+  const onStatus = () => {
+    if (model.get("status") === "training") {
+      series = new LossSeries();
+      lastFrame = null;
+    }
+    drawAll();
+  };
+  const listeners = (
+    /** @type {[string, (...args: any[]) => void][]} */
+    [
+      ["msg:custom", onMessage],
+      ["change:status", onStatus],
+      ["change:image", drawImage],
+      ["change:note", drawNote],
+      ["change:target_name", drawHeader]
+    ]
+  );
+  for (const [event, fn] of listeners) model.on(event, fn);
+  drawAll();
+  return () => {
+    clearTimeout(channelTimer);
+    for (const [event, fn] of listeners) model.off(event, fn);
+  };
+}
+
+// src/index.js
+var index_default = { render };
+export {
+  index_default as default
+};
