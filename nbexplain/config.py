@@ -30,7 +30,7 @@ class ExplainConfig:
     activation: float = 1.0  #: multi-layer activation matching
     kl: float = 1.0  #: KL between softmax(f(x)/T) and softmax(f(e)/T)
     ce: float = 1.0  #: cross-entropy keeping the target on the explanation
-    area: float = 1.5  #: mean of the mask (smaller masks)
+    area: float = 3.0  #: fraction of pixels kept (smaller masks)
     binarization: float = 0.2  #: mean of m - m^2 (crisp 0/1 probabilities)
     tv: float = 0.5  #: 8-neighbour total variation (compact masks)
     robustness: float = 1.0  #: target kept with random backgrounds outside the mask
@@ -45,7 +45,7 @@ class ExplainConfig:
 
     # -- schedule ---------------------------------------------------------
     steps: int = 120  #: maximum optimisation steps
-    lr: float = 0.02
+    lr: float = 0.005  #: Adam, cosine-decayed to a tenth over `steps`
     min_steps: int = 40  #: never stop before this
     patience: int = 15  #: stop once the mask has been stable (and the label safe) this long
     stable_tol: float = 0.002  #: fraction of mask pixels allowed to flip while "stable"
@@ -105,9 +105,9 @@ class ExplainConfig:
 PRESETS: dict[str, dict] = {
     "default": {},
     # Fewer steps, one robustness variant, coarser working mask.
-    "fast": dict(steps=50, min_steps=20, patience=8, n_backgrounds=1, mask_resolution=40, lr=0.03),
+    "fast": dict(steps=50, min_steps=20, patience=8, n_backgrounds=1, mask_resolution=40, lr=0.008),
     # Closer to the authors' budget: more steps, all background kinds each step.
-    "thorough": dict(steps=400, min_steps=150, patience=40, n_backgrounds=3, lr=0.01),
+    "thorough": dict(steps=400, min_steps=150, patience=40, n_backgrounds=3, lr=0.003),
 }
 
 

@@ -55,11 +55,6 @@ class MaskUNet(nn.Module):
         self.bottom = _Block(n, c, widths[-1])
         self.up = nn.ModuleList(_Block(n, widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth)))
         self.head = GroupedConv(n, widths[0], 1, kernel=1)
-        # A near-neutral start: probabilities close to 0.5 everywhere, so no
-        # term starts from an extreme (a full mask never shrinks, an empty one loses the label).
-        with torch.no_grad():
-            self.head.conv.weight.mul_(0.1)
-            self.head.conv.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

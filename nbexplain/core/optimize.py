@@ -119,6 +119,10 @@ class MaskOptimizer:
         self.net_input = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
         self._centre_start()
         self.optim = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        # Cosine decay to a tenth: large early moves find the region, small late ones settle it.
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optim, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
+        )
         self.best_masks = torch.ones(b, h, w, device=x.device)
         self.best_loss = torch.full((b,), math.inf, device=x.device)
         self.best_kept = torch.zeros(b, dtype=torch.bool, device=x.device)
@@ -126,25 +130,39 @@ class MaskOptimizer:
         self.steps_run = 0
 
     @torch.no_grad()
-    def _centre_start(self) -> None:
-        """Shift each copy's output so that half of its mask starts on: a neutral start
-        (a full mask has no gradient from the output terms, an empty one has lost the label)."""
-        logits = self.net(self.net_input)
-        median = logits.flatten(1).median(dim=1).values
-        bias = self.net.head.conv.bias
-        bias -= median.to(bias.dtype)
+    def _centre_start(self, spread: float = 1.5) -> None:
+        """A neutral start: each copy's logits are centred so half of its mask is on,
+        and scaled to a spread where pixels are neither undecided (p ~ 0.5, where any
+        step flips them) nor saturated (p ~ 0 or 1, where gradients vanish)."""
+        head = self.net.head.conv
+        logits = self.net(self.net_input).flatten(1)
+        scale = spread / logits.std(dim=1).clamp_min(1e-6)
+        n = self.x.shape[0]
+        head.weight.mul_(scale.repeat_interleave(head.weight.shape[0] // n).view(-1, 1, 1, 1))
+        head.bias.mul_(scale.repeat_interleave(head.bias.shape[0] // n))
+        median = self.net(self.net_input).flatten(1).median(dim=1).values
+        head.bias.sub_(median.repeat_interleave(head.bias.shape[0] // n))
 
     def masks(self):
-        """Soft working-resolution probabilities, the exact 0/1 full-resolution mask, and
-        that mask with a straight-through gradient (forward: 0/1; backward: as the probabilities)."""
-        p = torch.sigmoid(self.net(self.net_input))
-        p_full = F.interpolate(p[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-        hard = (p_full > 0.5).float()
-        return p, hard, hard + p_full - p_full.detach()
+        """Probabilities at working resolution; the binary mask there and at full resolution,
+        each with a straight-through gradient; and the exact 0/1 full-resolution mask.
+
+        The straight-through backward is that of the logits scaled by sigmoid'(0) = 1/4,
+        not of the sigmoid: a pixel whose probability has saturated still receives the
+        gradient that would flip it back (through the sigmoid it would vanish, and a mask
+        that once filled or emptied would stay so).
+        """
+        z = self.net(self.net_input)
+        p = torch.sigmoid(z)
+        z_full = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        hard = (z_full > 0).float()
+        m_full = hard + 0.25 * (z_full - z_full.detach())
+        m_work = (z > 0).float() + 0.25 * (z - z.detach())
+        return p, m_work, hard, m_full
 
     def loss_terms(self, step: int):
         cfg, x, b = self.cfg, self.x, self.x.shape[0]
-        p, hard, m = self.masks()
+        p, m_work, hard, m = self.masks()
         m4 = m[:, None]
         batch = [m4 * x + (1 - m4) * self.fill]
         kinds = cfg.backgrounds
@@ -162,9 +180,10 @@ class MaskOptimizer:
             "activation": act,
             "kl": losses.output_kl(self.logits_x, logits_e, cfg.temperature),
             "ce": losses.label_ce(logits_e, self.target),
-            "area": losses.area(p),
+            # Area and TV of the binary mask itself, so they measure what is really kept.
+            "area": losses.area(m_work),
             "binarization": losses.binarization(p),
-            "tv": losses.total_variation(p),
+            "tv": losses.total_variation(m_work),
         }
         if cfg.n_backgrounds:
             variants = logits[b:].reshape(cfg.n_backgrounds, b, -1)
@@ -184,6 +203,7 @@ class MaskOptimizer:
             self.optim.zero_grad(set_to_none=True)
             total.sum().backward()
             self.optim.step()
+            self.schedule.step()
             self.steps_run = step + 1
 
             with torch.no_grad():
