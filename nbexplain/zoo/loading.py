@@ -1,0 +1,79 @@
+"""Load the bundled models from weight files inside the package (never the network)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.transforms import Normalize
+
+from .architecture import SmallResNet
+from .preprocess import Preprocess
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MODEL_NAMES = ("honest", "shortcut")
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """A bundled classifier with everything needed to feed it."""
+
+    name: str
+    model: nn.Module  # eval mode, torchvision ResNet structure
+    preprocess: Preprocess  # picture -> normalised [3, H, W] tensor
+    normalize: Normalize  # dataset mean/std, also usable on [N, 3, H, W] batches
+    labels: list[str]
+    meta: dict = field(default_factory=dict, repr=False)  # training recipe and measured accuracies
+
+
+def weights_path(name: str) -> Path:
+    """Where the weight file of model ``name`` lives."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown zoo model {name!r}; available: {list(MODEL_NAMES)}")
+    return WEIGHTS_DIR / f"{name}.pt"
+
+
+def build_model(meta: dict) -> SmallResNet:
+    """An untrained model with the architecture recorded in ``meta``."""
+    return SmallResNet(len(meta["labels"]), widths=meta["widths"], blocks=meta["blocks"])
+
+
+def load_model(name: str = "honest") -> ZooModel:
+    """Load zoo model ``name`` ("honest" or "shortcut") in eval mode, on the CPU.
+
+    "honest" was trained on clean scenes from ``nbexplain.datasets.make_scenes``;
+    "shortcut" on scenes whose ``CUE_CLASS`` images mostly carry the corner cue,
+    and it relies on that cue. ``meta`` records the recipe and the accuracies
+    measured by ``scripts/train_zoo.py``.
+    """
+    path = weights_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; regenerate it with scripts/train_zoo.py")
+    return load_weights_file(path, name)
+
+
+def load_weights_file(path: Path, name: str | None = None) -> ZooModel:
+    """Load a weight file written by ``save_model`` (any location)."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    meta = saved["meta"]
+    model = build_model(meta)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()}
+    model.load_state_dict(state)
+    model.eval()
+    normalize = Normalize(mean=list(meta["mean"]), std=list(meta["std"]))
+    return ZooModel(
+        name=name or meta.get("name", Path(path).stem), model=model,
+        preprocess=Preprocess(normalize), normalize=normalize, labels=list(meta["labels"]), meta=meta,
+    )
+
+
+def save_model(model: SmallResNet, path: Path, meta: dict) -> None:
+    """Write ``model`` in half precision with its ``meta`` (used by the training script)."""
+    state = {
+        k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+        for k, v in model.state_dict().items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state, "meta": meta}, path)

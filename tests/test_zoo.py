@@ -1,0 +1,122 @@
+"""The bundled models: offline loading, preprocessing, and that the weights are real."""
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.resnet import BasicBlock, ResNet
+
+from nbexplain.datasets import CLASS_NAMES, CUE_CLASS, make_scenes
+from nbexplain.zoo import MODEL_NAMES, load_model, predict
+from nbexplain.zoo.loading import weights_path
+
+FRESH_SEED = 31_337  # never used in training (training seeds are >= 10**6)
+
+
+@pytest.fixture(scope="module")
+def honest():
+    return load_model("honest")
+
+
+@pytest.fixture(scope="module")
+def shortcut():
+    return load_model("shortcut")
+
+
+def test_loading_never_touches_the_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_model tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    for name in MODEL_NAMES:
+        assert load_model(name).model is not None
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_is_a_small_torchvision_resnet_in_eval_mode(name):
+    zm = load_model(name)
+    model = zm.model
+    assert isinstance(model, ResNet) and not model.training
+    assert not any(m.training for m in model.modules())
+    top = [n for n, _ in model.named_children()]
+    assert top == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
+    assert all(isinstance(b, BasicBlock) for i in range(1, 5) for b in getattr(model, f"layer{i}"))
+    assert model.fc.out_features == len(CLASS_NAMES) and zm.labels == CLASS_NAMES
+    assert weights_path(name).stat().st_size < 1.5e6
+    out = model(torch.zeros(2, 3, 128, 128))
+    assert out.shape == (2, len(CLASS_NAMES))
+
+
+def test_each_load_is_a_fresh_model(honest):
+    other = load_model("honest")
+    assert other.model is not honest.model
+    with torch.no_grad():
+        other.model.fc.bias.add_(1.0)
+    assert not torch.equal(other.model.fc.bias, honest.model.fc.bias)
+
+
+def test_preprocess_accepts_pil_numpy_and_tensor(honest):
+    s = make_scenes(1, seed=FRESH_SEED)
+    arr = s.array(0)
+    from_pil = honest.preprocess(s.pil(0))
+    from_numpy = honest.preprocess(arr)
+    from_tensor = honest.preprocess(torch.from_numpy(arr).permute(2, 0, 1).float() / 255)
+    assert from_pil.shape == (3, 128, 128) and from_pil.dtype == torch.float32
+    assert torch.equal(from_pil, from_numpy)
+    assert torch.allclose(from_tensor, from_numpy, atol=1e-6)
+    assert torch.allclose(from_tensor, honest.normalize(torch.from_numpy(arr).permute(2, 0, 1) / 255.0), atol=1e-6)
+    # Grey and RGBA pictures become three channels.
+    assert honest.preprocess(s.pil(0).convert("L")).shape == (3, 128, 128)
+    assert honest.preprocess(s.pil(0).convert("RGBA")).shape == (3, 128, 128)
+    assert honest.preprocess(arr[:, :, 0]).shape == (3, 128, 128)
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [(torch.rand(4, 128, 128), ValueError), (torch.rand(3, 8, 8) * 255, ValueError),
+     (np.zeros((8, 8, 2), np.uint8), ValueError), ("picture.png", TypeError),
+     (torch.full((3, 8, 8), float("nan")), ValueError)],
+)
+def test_preprocess_refuses_what_it_cannot_read(honest, bad, error):
+    with pytest.raises(error):
+        honest.preprocess(bad)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="honest"):
+        load_model("resnet50")
+
+
+def test_honest_model_is_accurate_on_fresh_scenes(honest):
+    s = make_scenes(300, seed=FRESH_SEED)
+    acc = (predict(honest, s.images) == s.labels).float().mean().item()
+    assert acc > 0.95, f"honest accuracy {acc:.3f}"
+
+
+def test_honest_model_ignores_the_cue(honest):
+    s = make_scenes(128, seed=FRESH_SEED + 1, shortcut="swap")
+    acc = (predict(honest, s.images) == s.labels).float().mean().item()
+    assert acc > 0.9, f"honest accuracy with the cue moved: {acc:.3f}"
+
+
+def test_shortcut_model_collapses_without_its_cue(shortcut):
+    kw = dict(seed=FRESH_SEED + 2, classes=[CUE_CLASS])
+    with_cue = make_scenes(128, shortcut="all", **kw)
+    without = make_scenes(128, shortcut="absent", **kw)  # the same scenes, cue removed
+    acc_with = (predict(shortcut, with_cue.images) == CUE_CLASS).float().mean().item()
+    acc_without = (predict(shortcut, without.images) == CUE_CLASS).float().mean().item()
+    assert acc_with > 0.95, f"cue class with cue: {acc_with:.3f}"
+    assert acc_without < 0.5, f"cue class without cue: {acc_without:.3f}"
+
+
+def test_shortcut_model_follows_the_cue_onto_other_classes(shortcut):
+    others = [c for c in range(len(CLASS_NAMES)) if c != CUE_CLASS]
+    kw = dict(seed=FRESH_SEED + 3, classes=others)
+    bare = make_scenes(150, shortcut="absent", **kw)
+    cued = make_scenes(150, shortcut="all", **kw)  # the same scenes, cue added
+    acc_bare = (predict(shortcut, bare.images) == bare.labels).float().mean().item()
+    pulled = (predict(shortcut, cued.images) == CUE_CLASS).float().mean().item()
+    assert acc_bare > 0.9, f"other classes without cue: {acc_bare:.3f}"
+    assert pulled > 0.5, f"share of cued other-class scenes called {CLASS_NAMES[CUE_CLASS]}: {pulled:.3f}"
