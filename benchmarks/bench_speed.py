@@ -1,0 +1,175 @@
+"""Seconds per image and peak memory of every method, side by side in one process.
+
+    python benchmarks/bench_speed.py                   # stock ResNet-18 at 224 and the bundled honest model
+    python benchmarks/bench_speed.py --n 3 --skip-extremal
+
+Methods: nbexplain's presets (fast, default), batched nbexplain (8 and 32
+images at once), the amortised explainer (one pass; trained here first on
+scenes disjoint from the test ones), Captum Grad-CAM, Captum occlusion
+(window 15, stride 8 at 224), and TorchRay's extremal perturbation (optional:
+``pip install torchray``; at its default 800 iterations and at 100).
+
+On the bundled model the scenes' ground truth gives quality columns:
+``gt_precision`` (share of the map's top-|GT| pixels on the object) and
+``pointing`` (the map's top pixel on the object), so speed is never bought
+with silent quality loss. The stock ResNet-18 has random weights (no
+download is possible here), so only its timings mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+
+warnings.filterwarnings("ignore")
+
+
+def reset_peak_memory() -> None:
+    """Linux: reset the process's peak resident set size (VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def extremal(model, x, target, iterations):
+    from torchray.attribution.extremal_perturbation import contrastive_reward, extremal_perturbation
+
+    masks, _ = extremal_perturbation(model, x[None], target, reward_func=contrastive_reward, debug=False,
+                                     areas=[0.12], max_iter=iterations)
+    return masks[0, 0]
+
+
+def methods_for(model, preprocess, labels, skip_extremal: bool, amortized):
+    from nbexplain import Explainer
+    from nbexplain.baselines import gradcam, occlusion
+
+    ex = {p: Explainer(model, preprocess=preprocess, labels=labels, config=p) for p in ("fast", "default")}
+    table = {
+        "nbexplain fast": lambda x, t: ex["fast"].explain(x, target=t, progress=False, live=False).mask,
+        "nbexplain default": lambda x, t: ex["default"].explain(x, target=t, progress=False, live=False).mask,
+        "gradcam (captum)": lambda x, t: gradcam(model, x, t).map,
+        "occlusion (captum)": lambda x, t: occlusion(model, x, t).map,
+    }
+    if amortized is not None:
+        table["nbexplain amortised"] = lambda x, t: amortized.explain(x, target=t).mask
+    if not skip_extremal:
+        try:
+            import torchray  # noqa: F401  (optional benchmark-only dependency)
+
+            table["extremal perturbation 100 it"] = lambda x, t: extremal(model, x, t, 100)
+            table["extremal perturbation 800 it (default)"] = lambda x, t: extremal(model, x, t, 800)
+        except ImportError:
+            print("torchray is not installed: extremal perturbation skipped (pip install torchray)")
+    return table, ex["default"]
+
+
+def quality(attr_map, gt):
+    from nbexplain.attribution import Attribution
+    from nbexplain.metrics.localisation import pointing_game, top_gt_precision
+
+    a = Attribution(attr_map.float(), method="x", target=None)
+    return top_gt_precision(a, gt), float(pointing_game(a, gt))
+
+
+def bench_model(name, model, preprocess, labels, images, targets, gts, args, amortized=None):
+    table, default_ex = methods_for(model, preprocess, labels, args.skip_extremal, amortized)
+    rows = []
+    for method, fn in table.items():
+        n = len(images) if "800" not in method else min(len(images), args.n_slow)
+        fn(images[0], targets[0])  # warm-up (allocator, one-off set-up)
+        reset_peak_memory()
+        times, quals = [], []
+        for x, t, gt in list(zip(images, targets, gts))[:n]:
+            start = time.perf_counter()
+            m = fn(x, t)
+            times.append(time.perf_counter() - start)
+            if gt is not None:
+                quals.append(quality(m, gt))
+        rows.append(dict(model=name, method=method, n=n, seconds=statistics.mean(times),
+                         spread=statistics.pstdev(times), peak=peak_memory_mb(),
+                         gt_precision=statistics.mean(q[0] for q in quals) if quals else None,
+                         pointing=statistics.mean(q[1] for q in quals) if quals else None))
+    for size in args.batches:
+        batch = (images * (size // len(images) + 1))[:size]
+        tgt = (targets * (size // len(targets) + 1))[:size]
+        reset_peak_memory()
+        start = time.perf_counter()
+        default_ex.explain(batch, target=tgt, progress=False, live=False)
+        per = (time.perf_counter() - start) / size
+        rows.append(dict(model=name, method=f"nbexplain default, batch of {size}", n=size, seconds=per, spread=0.0,
+                         peak=peak_memory_mb(), gt_precision=None, pointing=None))
+    return rows
+
+
+def print_table(rows):
+    base = {r["model"]: r["seconds"] for r in rows if r["method"] == "nbexplain default"}
+    head = f"| {'model':10} | {'method':40} | {'n':>3} | {'s / image':>14} | {'x default':>9} | {'peak MB':>8} | {'gt_precision':>12} | {'pointing':>8} |"
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    for r in rows:
+        ratio = r["seconds"] / base[r["model"]] if base.get(r["model"]) else float("nan")
+        gp = "" if r["gt_precision"] is None else f"{r['gt_precision']:.3f}"
+        pt = "" if r["pointing"] is None else f"{r['pointing']:.2f}"
+        secs = f"{r['seconds']:.3f} ± {r['spread']:.3f}"
+        print(f"| {r['model']:10} | {r['method']:40} | {r['n']:>3} | {secs:>14} | {ratio:>9.2f} | {r['peak']:>8.0f} | {gp:>12} | {pt:>8} |")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=5, help="images per model and method")
+    parser.add_argument("--n-slow", type=int, default=2, help="images for the 800-iteration extremal run")
+    parser.add_argument("--batches", type=int, nargs="*", default=[8, 32])
+    parser.add_argument("--skip-extremal", action="store_true")
+    parser.add_argument("--models", nargs="*", default=["resnet18", "honest"])
+    parser.add_argument("--amortized-steps", type=int, default=300)
+    args = parser.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+
+    rows = []
+    if "resnet18" in args.models:
+        import torchvision
+
+        torch.manual_seed(0)
+        model = torchvision.models.resnet18(weights=None).eval()
+        images = [torch.randn(3, 224, 224) for _ in range(args.n)]
+        with torch.no_grad():
+            targets = [int(model(x[None]).argmax()) for x in images]
+        rows += bench_model("resnet18", model, None, None, images, targets, [None] * args.n, args)
+    if "honest" in args.models:
+        from nbexplain.amortized import AmortizedExplainer
+        from nbexplain.datasets import make_scenes
+        from nbexplain.zoo import load_model
+
+        zoo = load_model("honest")
+        scenes = make_scenes(args.n, seed=2024)
+        images = [zoo.normalize(img) for img in scenes.images]
+        targets = [int(t) for t in scenes.labels]
+        amortized = AmortizedExplainer(zoo.model, preprocess=zoo.preprocess, labels=zoo.labels)
+        train = make_scenes(512, seed=99_000)
+        start = time.perf_counter()
+        amortized.fit(zoo.normalize(train.images), steps=args.amortized_steps, progress=False)
+        print(f"amortised explainer trained on 512 scenes in {time.perf_counter() - start:.0f} s")
+        rows += bench_model("honest", zoo.model, zoo.preprocess, zoo.labels, images, targets,
+                            list(scenes.masks), args, amortized)
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
