@@ -25,7 +25,6 @@ from .core.taps import (
 )
 from .explanation import Explanation
 
-_ROBUSTNESS_DRAWS = 8
 
 
 class Explainer:
@@ -133,7 +132,10 @@ class Explainer:
         return results if many else results[0]
 
     # ------------------------------------------------------------------
-    def _explain_batch(self, x, targets, cfg: ExplainConfig, seed: int, callbacks) -> list[Explanation]:
+    def _explain_batch(self, x, targets, cfg: ExplainConfig, seed: int, callbacks, mask_net=None,
+                       optimise: bool = True) -> list[Explanation]:
+        """Explain a batch of same-size images. ``mask_net(target)``, if given, returns the mask
+        generator to start from (an amortised one); ``optimise=False`` takes its mask as is."""
         net, start = self._network, time.perf_counter()
         with torch.inference_mode(False), torch.enable_grad(), borrowed(net), tap_activations(net, self.layers) as taps:
             x = x.to(self.device).clone()
@@ -144,11 +146,11 @@ class Explainer:
             target = self._target_tensor(targets, logits_x)
             fill = make_fill(x, cfg.fill, self.normalization)
             opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
-                                callbacks)
+                                callbacks, net=None if mask_net is None else mask_net(target))
             info = self._start_info(x, target, cfg, opt)
             _call(callbacks, "on_start", info)
             try:
-                opt.run()
+                opt.run() if optimise else opt.adopt_current()
             except KeyboardInterrupt:
                 taps.reset()
                 partial = self._finish(opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted=True)
@@ -202,7 +204,7 @@ class Explainer:
         with torch.no_grad():
             logits_e = _logits(net(e.clone()))  # e itself goes into the result
             acts_e = opt.taps.collect()
-            robust = self._robustness(x, masks, target, cfg, opt.gen) if not interrupted else None
+            robust = self._robustness(x, masks, target, cfg, opt.gen) if not interrupted and cfg.robustness_draws else None
         seconds = time.perf_counter() - start
         probs_x, probs_e = logits_x.softmax(1), logits_e.softmax(1)
         out = []
@@ -239,11 +241,11 @@ class Explainer:
         kinds = cfg.backgrounds
         m4 = masks[:, None]
         kept = torch.zeros(x.shape[0], device=x.device)
-        for j in range(_ROBUSTNESS_DRAWS):
+        for j in range(cfg.robustness_draws):
             bg = random_background(kinds[j % len(kinds)], x, gen)
             logits = _logits(self._network(m4 * x + (1 - m4) * bg))
             kept += (logits.argmax(1) == target).float()
-        return kept / _ROBUSTNESS_DRAWS
+        return kept / cfg.robustness_draws
 
 
 def _logits(out) -> torch.Tensor:

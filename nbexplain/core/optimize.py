@@ -95,6 +95,36 @@ def _distances(cfg: ExplainConfig, n: int) -> list[str]:
     return ["std_mse" if d == "auto" else d for d in cfg.distance]
 
 
+@torch.no_grad()
+def calibrate_head(net, head: torch.nn.Conv2d, net_input: torch.Tensor, spread: float = 1.5) -> None:
+    """A neutral start: each copy's logits are centred so half of its mask is on, and
+    scaled to a spread where pixels are neither undecided (p ~ 0.5, where any step flips
+    them) nor saturated (p ~ 0 or 1, where gradients vanish). With one copy (an
+    amortised generator) the statistics are pooled over the batch."""
+    n = head.groups  # one group per independent copy
+    logits = net(net_input).reshape(n, -1)
+    scale = spread / logits.std(dim=1).clamp_min(1e-6)
+    head.weight.mul_(scale.repeat_interleave(head.weight.shape[0] // n).view(-1, 1, 1, 1))
+    head.bias.mul_(scale.repeat_interleave(head.bias.shape[0] // n))
+    median = net(net_input).reshape(n, -1).median(dim=1).values
+    head.bias.sub_(median.repeat_interleave(head.bias.shape[0] // n))
+
+
+def total_loss(cfg: ExplainConfig, terms: dict, logits_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The weighted sum of the terms, per image.
+
+    With ``cfg.area_gate`` the area and TV pressure is scaled by the target's
+    probability on the explanation (as a constant): masks shrink while the
+    decision holds and stop pushing once it is lost, so the output terms can
+    win the pixels back. Without it a mask can collapse to nothing and stay there.
+    """
+    weights = {t: getattr(cfg, t) for t in TERMS}
+    gate = 1.0
+    if cfg.area_gate:
+        gate = logits_e.detach().softmax(1).gather(1, target[:, None])[:, 0]
+    return sum(weights[t] * terms[t] * (gate if t in ("area", "tv") else 1.0) for t in TERMS)
+
+
 class MaskOptimizer:
     """Optimises binary masks for a batch of images against a frozen model.
 
@@ -103,7 +133,8 @@ class MaskOptimizer:
     lowest-loss step overall if none did).
     """
 
-    def __init__(self, model, taps: Taps, layers, x, target, acts_x, logits_x, fill, cfg, seed, callbacks=()):
+    def __init__(self, model, taps: Taps, layers, x, target, acts_x, logits_x, fill, cfg, seed, callbacks=(),
+                 net=None):
         self.model, self.taps, self.layers = model, taps, layers
         self.x, self.target, self.fill, self.cfg = x, target, fill, cfg
         self.acts_x, self.logits_x = acts_x, logits_x
@@ -112,13 +143,23 @@ class MaskOptimizer:
         self.size = working_size(h, w, cfg)
         self.layer_weights = _layer_weights(cfg, len(layers))
         self.distances = _distances(cfg, len(layers))
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            self.net = MaskUNet(c, n=b, width=cfg.unet_width, depth=cfg.unet_depth).to(x.device)
         self.gen = torch.Generator(device=x.device).manual_seed(seed + 1)
         self.net_input = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
-        self._centre_start()
-        self.optim = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        if net is None:
+            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                self.net = MaskUNet(c, n=b, width=cfg.unet_width, depth=cfg.unet_depth).to(x.device)
+            self._centre_start()
+        else:
+            self.net = net  # e.g. an amortised generator to refine; it maps net_input to mask logits
+        # A free per-pixel logit offset beside the U-Net: the network gives image-aligned,
+        # smooth masks; the offset lets each region be carved independently (Adam moves
+        # every cell at its own pace, so weak but consistent pressure still acts).
+        self.offset = torch.zeros(b, *self.size, device=x.device, requires_grad=True)
+        groups = [{"params": list(self.net.parameters())}]
+        if cfg.pixel_lr > 0:
+            groups.append({"params": [self.offset], "lr": cfg.pixel_lr})
+        self.optim = torch.optim.Adam(groups, lr=cfg.lr)
         # Cosine decay to a tenth: large early moves find the region, small late ones settle it.
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optim, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
@@ -126,22 +167,18 @@ class MaskOptimizer:
         self.best_masks = torch.ones(b, h, w, device=x.device)
         self.best_loss = torch.full((b,), math.inf, device=x.device)
         self.best_kept = torch.zeros(b, dtype=torch.bool, device=x.device)
+        self.best_rank = torch.zeros(b, dtype=torch.long, device=x.device)
         self.history: list[dict[str, list[float]]] = [{} for _ in range(b)]
         self.steps_run = 0
 
+    def _centre_start(self) -> None:
+        calibrate_head(self.net, self.net.head.conv, self.net_input)
+
     @torch.no_grad()
-    def _centre_start(self, spread: float = 1.5) -> None:
-        """A neutral start: each copy's logits are centred so half of its mask is on,
-        and scaled to a spread where pixels are neither undecided (p ~ 0.5, where any
-        step flips them) nor saturated (p ~ 0 or 1, where gradients vanish)."""
-        head = self.net.head.conv
-        logits = self.net(self.net_input).flatten(1)
-        scale = spread / logits.std(dim=1).clamp_min(1e-6)
-        n = self.x.shape[0]
-        head.weight.mul_(scale.repeat_interleave(head.weight.shape[0] // n).view(-1, 1, 1, 1))
-        head.bias.mul_(scale.repeat_interleave(head.bias.shape[0] // n))
-        median = self.net(self.net_input).flatten(1).median(dim=1).values
-        head.bias.sub_(median.repeat_interleave(head.bias.shape[0] // n))
+    def adopt_current(self) -> None:
+        """Take the generator's current mask as the result (no optimisation steps)."""
+        _, _, hard, _ = self.masks()
+        self.best_masks = hard
 
     def masks(self):
         """Probabilities at working resolution; the binary mask there and at full resolution,
@@ -152,7 +189,7 @@ class MaskOptimizer:
         gradient that would flip it back (through the sigmoid it would vanish, and a mask
         that once filled or emptied would stay so).
         """
-        z = self.net(self.net_input)
+        z = self.net(self.net_input) + self.offset
         p = torch.sigmoid(z)
         z_full = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         hard = (z_full > 0).float()
@@ -194,12 +231,11 @@ class MaskOptimizer:
 
     def run(self) -> None:
         cfg, b = self.cfg, self.x.shape[0]
-        weights = {t: getattr(cfg, t) for t in TERMS}
         stable = torch.zeros(b, dtype=torch.long, device=self.x.device)
         previous = None
         for step in range(cfg.steps):
             terms, hard, logits_e, logits_v = self.loss_terms(step)
-            total = sum(weights[t] * terms[t] for t in TERMS)
+            total = total_loss(cfg, terms, logits_e, self.target)
             self.optim.zero_grad(set_to_none=True)
             total.sum().backward()
             self.optim.step()
@@ -213,7 +249,7 @@ class MaskOptimizer:
                     kept_v = (logits_v.argmax(1) == self.target.repeat(cfg.n_backgrounds)).reshape(-1, b).all(0)
                 else:
                     kept_v = torch.ones_like(kept)
-                self._track_best(total.detach(), hard, kept)
+                self._track_best(total.detach(), hard, kept, kept & kept_v)
                 if previous is not None:
                     flipped = (hard != previous).float().flatten(1).mean(1)
                     stable = torch.where(flipped <= cfg.stable_tol, stable + 1, torch.zeros_like(stable))
@@ -224,12 +260,17 @@ class MaskOptimizer:
                 if step + 1 >= cfg.min_steps and bool(done.all()):
                     break
 
-    def _track_best(self, total, hard, kept):
-        # A step that keeps the label beats any that does not; then lower loss wins.
-        better = (kept & ~self.best_kept) | ((kept == self.best_kept) & (total < self.best_loss))
+    def _track_best(self, total, hard, kept, valid):
+        """The method's goal decides which mask is best: among masks that keep the label on
+        the explanation and on this step's random backgrounds, the smallest; failing that,
+        the lowest-loss mask that keeps the label; failing that, the lowest loss."""
+        rank = kept.long() + valid.long()
+        key = torch.where(valid, hard.flatten(1).mean(1), total)
+        better = (rank > self.best_rank) | ((rank == self.best_rank) & (key < self.best_loss))
         self.best_masks[better] = hard[better]
-        self.best_loss = torch.where(better, total, self.best_loss)
-        self.best_kept = self.best_kept | kept
+        self.best_loss = torch.where(better, key, self.best_loss)
+        self.best_rank = torch.maximum(self.best_rank, rank)
+        self.best_kept = self.best_rank > 0
 
     def _record(self, terms, total, probs, hard):
         area = hard.flatten(1).mean(1)

@@ -1,0 +1,225 @@
+"""An amortised explainer: one mask generator trained over many images, then
+explanations in a single forward pass (optionally refined per image).
+
+The generator is the same U-Net as the per-image one, trained with the same
+objective, and conditioned on the class to explain through a learned class
+embedding appended to its input channels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import resolve_config
+from .core.inputs import to_model_input
+from .core.masknet import MaskUNet
+from .core.optimize import MaskOptimizer, make_fill, total_loss, working_size
+from .core.taps import borrowed, input_channels, tap_activations
+from .explainer import Explainer, _LogitsOf, _logits
+
+
+class ConditionedMaskNet(nn.Module):
+    """U-Net over [image, class embedding] -> mask logits."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 16, depth: int = 3, embed: int = 8):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, num_classes=num_classes, width=width, depth=depth, embed=embed)
+        self.embed = nn.Embedding(num_classes, embed)
+        self.unet = MaskUNet(in_channels + embed, n=1, width=width, depth=depth)
+
+    @property
+    def head(self):
+        return self.unet.head
+
+    def forward(self, x_small: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        cond = self.embed(target)[:, :, None, None].expand(-1, -1, *x_small.shape[-2:])
+        return self.unet(torch.cat([x_small, cond], dim=1))
+
+
+class _ForTarget(nn.Module):
+    """The conditioned generator with its classes fixed: net_input -> logits."""
+
+    def __init__(self, net: ConditionedMaskNet, target: torch.Tensor):
+        super().__init__()
+        self.net, self.target = net, target
+
+    @property
+    def head(self):
+        return self.net.head
+
+    def forward(self, x_small):
+        return self.net(x_small, self.target)
+
+
+class AmortizedExplainer(Explainer):
+    """Train once over a dataset, then explain in one forward pass.
+
+    >>> am = AmortizedExplainer(model, preprocess=pre, labels=labels)
+    >>> am.fit(train_images)                 # [N, C, H, W] model-space tensor or a list of images
+    >>> res = am.explain(img)                # one generator pass + scoring
+    >>> res = am.explain(img, refine=20)     # then 20 per-image steps from that start
+    >>> am.save("amortized.pt"); AmortizedExplainer.load("amortized.pt", model, preprocess=pre)
+    """
+
+    def __init__(self, model, layers=None, preprocess=None, labels=None, config=None, device=None):
+        super().__init__(model, layers=layers, preprocess=preprocess, labels=labels, config=config, device=device)
+        self.generator: ConditionedMaskNet | None = None
+        self.fit_history: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------
+    def fit(self, images, targets=None, *, steps: int = 300, finetune_steps: int = 0, batch_size: int = 16,
+            lr: float = 2e-3, teacher: str = "fast", seed: int = 0, progress: bool = True) -> "AmortizedExplainer":
+        """Train the generator over ``images`` (a [N, C, H, W] model-space tensor or a list of images).
+
+        Two stages. First the per-image explainer (preset ``teacher``, batched)
+        explains every image and the generator learns to reproduce those masks
+        (cross-entropy per pixel): a stable start, where training the binary
+        objective from scratch over many images tends to collapse to empty or
+        full masks. Then, optionally, ``finetune_steps`` steps of the explanation
+        objective itself. ``targets``: classes to explain (default: top-1).
+        """
+        x_all = self._stack(images)
+        n = x_all.shape[0]
+        teacher_ex = Explainer(self.model, layers=self.layers, preprocess=self.preprocess, labels=self.labels,
+                               config=self.config.preset(teacher) if isinstance(teacher, str) else teacher)
+        teacher_ex.normalization = self.normalization
+        chunks = [list(range(i, min(n, i + 32))) for i in range(0, n, 32)]
+        masks, y_all = [], []
+        bar = _progress(n, progress, "explaining the training images")
+        for idx in chunks:
+            tgt = None if targets is None else [int(targets[i]) for i in idx]
+            results = teacher_ex.explain(list(x_all[idx]), target=tgt, seed=seed, progress=False, live=False)
+            masks += [r.mask for r in results]
+            y_all += [r.target for r in results]
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        y_all = torch.tensor(y_all)
+        size = working_size(*x_all.shape[-2:], self.config)
+        small = F.interpolate(torch.stack(masks)[:, None], size=size, mode="area")[:, 0]
+        x_small = F.interpolate(x_all, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if self.generator is None:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                classes = _num_classes(self._network, x_all[:1].to(self.device))
+                self.generator = ConditionedMaskNet(x_all.shape[1], classes, self.config.unet_width,
+                                                    self.config.unet_depth).to(self.device)
+        gen = torch.Generator().manual_seed(seed)
+        optim = torch.optim.Adam(self.generator.parameters(), lr=lr)
+        self.generator.train()
+        with torch.inference_mode(False), torch.enable_grad():
+            for step in range(steps):
+                idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)
+                z = self.generator(x_small[idx].to(self.device), y_all[idx].to(self.device))
+                loss = F.binary_cross_entropy_with_logits(z, small[idx].to(self.device))
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                self.fit_history.setdefault("distill", []).append(float(loss.detach()))
+            if finetune_steps:
+                self._finetune(x_all, y_all, finetune_steps, batch_size, lr / 10, seed)
+        self.generator.eval()
+        return self
+
+    def _finetune(self, x_all, y_all, steps, batch_size, lr, seed) -> None:
+        """Steps of the explanation objective itself, over random batches."""
+        cfg, net_model, n = self.config, self._network, x_all.shape[0]
+        gen = torch.Generator().manual_seed(seed + 1)
+        optim = torch.optim.Adam(self.generator.parameters(), lr=lr)
+        with borrowed(net_model), tap_activations(net_model, self.layers) as taps:
+            for step in range(steps):
+                idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)
+                x, target = x_all[idx].to(self.device), y_all[idx].to(self.device)
+                with torch.no_grad():
+                    logits_x = _logits(net_model(x.clone()))
+                    acts_x = taps.collect()
+                fill = make_fill(x, cfg.fill, self.normalization)
+                problem = MaskOptimizer(_LogitsOf(net_model), taps, self.layers, x, target, acts_x, logits_x, fill,
+                                        cfg, seed + step, net=_ForTarget(self.generator, target))
+                terms, hard, logits_e, _ = problem.loss_terms(step)
+                total = total_loss(cfg, terms, logits_e, target).mean()
+                optim.zero_grad(set_to_none=True)
+                total.backward()
+                optim.step()
+                self.fit_history.setdefault("finetune", []).append(float(total.detach()))
+
+    # ------------------------------------------------------------------
+    def explain(self, image, target=None, *, refine: int = 0, seed: int = 0, progress: bool = False,
+                callbacks=(), live: bool | None = False, config=None, **options):
+        """One generator pass (plus ``refine`` per-image steps starting from it)."""
+        if self.generator is None:
+            raise RuntimeError("this AmortizedExplainer is not trained: call fit(images) or load a saved one first")
+        cfg = resolve_config(config) if config is not None else self.config
+        # No steps to wait for, so no robustness draws unless asked: they would dominate the time.
+        cfg = cfg.replace(**{"robustness_draws": 0, **options})
+        if refine:
+            cfg = cfg.replace(steps=int(refine), min_steps=min(cfg.min_steps, int(refine)))
+        many = isinstance(image, (list, tuple))
+        images = list(image) if many else [image]
+        channels = input_channels(self._network)
+        xs = [to_model_input(img, self.preprocess, self.normalization, channels) for img in images]
+        targets = target if isinstance(target, (list, tuple)) else [target] * len(xs)
+        results = []
+        for x, t in zip(xs, targets):
+            net = self._generator_copy() if refine else self.generator
+            res = self._explain_batch(x, [t], cfg, seed, list(callbacks),
+                                      mask_net=lambda tt, net=net: _ForTarget(net, tt), optimise=bool(refine))[0]
+            results.append(res)
+        return results if many else results[0]
+
+    def _generator_copy(self) -> ConditionedMaskNet:
+        """Refinement trains a copy, so the shared generator is never changed by explain()."""
+        copy = ConditionedMaskNet(**self.generator.config).to(self.device)
+        copy.load_state_dict(self.generator.state_dict())
+        return copy
+
+    # ------------------------------------------------------------------
+    def save(self, path) -> None:
+        if self.generator is None:
+            raise RuntimeError("nothing to save: call fit() first")
+        torch.save({"state_dict": self.generator.state_dict(), "generator": self.generator.config,
+                    "layers": list(self.layers), "format": "nbexplain-amortized-1"}, path)
+
+    @classmethod
+    def load(cls, path, model, layers=None, preprocess=None, labels=None, config=None, device=None):
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("format") != "nbexplain-amortized-1":
+            raise ValueError(f"{path} is not an nbexplain amortised generator")
+        am = cls(model, layers=layers or saved["layers"], preprocess=preprocess, labels=labels, config=config,
+                 device=device)
+        gen_cfg = saved["generator"]
+        if am.config.unet_width != gen_cfg["width"] or am.config.unet_depth != gen_cfg["depth"]:
+            am.config = am.config.replace(unet_width=gen_cfg["width"], unet_depth=gen_cfg["depth"])
+        am.generator = ConditionedMaskNet(**gen_cfg).to(am.device)
+        am.generator.load_state_dict(saved["state_dict"])
+        am.generator.eval()
+        return am
+
+    def _stack(self, images) -> torch.Tensor:
+        if isinstance(images, torch.Tensor) and images.dim() == 4:
+            return images.detach().float()
+        channels = input_channels(self._network)
+        xs = [to_model_input(img, self.preprocess, self.normalization, channels) for img in images]
+        shapes = {tuple(x.shape) for x in xs}
+        if len(shapes) != 1:
+            raise ValueError(f"fit() needs images of one size; got {sorted(shapes)}")
+        return torch.cat(xs)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+def _num_classes(model, x) -> int:
+    with torch.no_grad(), borrowed(model):
+        return _logits(model(x.clone())).shape[1]
+
+
+__all__ = ["AmortizedExplainer", "ConditionedMaskNet"]
