@@ -39,7 +39,7 @@ class ExplainConfig:
     layer_weights: tuple[float, ...] | None = None  #: per tapped layer; default grows with depth
     distance: str | tuple[str, ...] = "auto"  #: "auto": cosine for the first two taps, std_mse deeper
     temperature: float = 2.0
-    area_gate: bool = False  #: scale area/TV pressure by p(target | explanation): shrink only while the decision holds
+    area_gate: bool = True  #: scale area/TV pressure by p(target | explanation): shrink only while the decision holds
     fill: str = "mean"  #: what replaces removed pixels: dataset mean colour, black, or blurred x
     backgrounds: tuple[str, ...] = BACKGROUNDS  #: kinds of random background for robustness
     n_backgrounds: int = 2  #: robustness variants per step (batched with e in one forward)

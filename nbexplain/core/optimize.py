@@ -232,6 +232,7 @@ class MaskOptimizer:
     def run(self) -> None:
         cfg, b = self.cfg, self.x.shape[0]
         stable = torch.zeros(b, dtype=torch.long, device=self.x.device)
+        since_best = torch.zeros(b, dtype=torch.long, device=self.x.device)
         previous = None
         for step in range(cfg.steps):
             terms, hard, logits_e, logits_v = self.loss_terms(step)
@@ -256,7 +257,10 @@ class MaskOptimizer:
                 previous = hard
                 self._record(terms, total, probs, hard)
                 self._notify(step, terms, total, probs, hard, kept)
-                done = (stable >= cfg.patience) & kept & kept_v
+                # Done when the mask has settled with the label safe, or when the best mask
+                # has not improved for a while (e.g. a mask stuck empty wastes no more steps).
+                since_best = torch.where(self._improved, torch.zeros_like(since_best), since_best + 1)
+                done = ((stable >= cfg.patience) & kept & kept_v) | (since_best >= 3 * cfg.patience)
                 if step + 1 >= cfg.min_steps and bool(done.all()):
                     break
 
@@ -267,6 +271,7 @@ class MaskOptimizer:
         rank = kept.long() + valid.long()
         key = torch.where(valid, hard.flatten(1).mean(1), total)
         better = (rank > self.best_rank) | ((rank == self.best_rank) & (key < self.best_loss))
+        self._improved = better
         self.best_masks[better] = hard[better]
         self.best_loss = torch.where(better, key, self.best_loss)
         self.best_rank = torch.maximum(self.best_rank, rank)
