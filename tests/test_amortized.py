@@ -1,0 +1,51 @@
+"""The amortised explainer: trains over a set, explains in one pass, saves and loads."""
+
+import pytest
+import torch
+
+from nbexplain import ExplainConfig
+from nbexplain.amortized import AmortizedExplainer
+
+from conftest import fast_options, make_tiny
+
+LAYERS = ["features.2", "features.5", "features.7"]
+TINY = dict(mask_resolution=16, unet_width=4, unet_depth=2)
+
+
+def trained(model, images):
+    am = AmortizedExplainer(model, layers=LAYERS, config=TINY)
+    teacher = ExplainConfig(**fast_options(unet_depth=2))
+    return am.fit(images, steps=5, finetune_steps=2, batch_size=4, teacher=teacher, progress=False)
+
+
+def test_fit_explain_save_load_round_trip(tmp_path):
+    model = make_tiny()
+    torch.manual_seed(0)
+    images = torch.randn(6, 3, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    am = trained(model, images)
+    assert len(am.fit_history["distill"]) == 5 and len(am.fit_history["finetune"]) == 2
+    res = am.explain(images[0])
+    assert res.mask.shape == (32, 32) and set(res.mask.unique().tolist()) <= {0.0, 1.0}
+    assert res.target == int(model(images[:1]).argmax())
+    path = tmp_path / "gen.pt"
+    am.save(path)
+    again = AmortizedExplainer.load(path, model, config=TINY)
+    assert torch.equal(again.explain(images[0]).mask, res.mask)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_refinement_starts_from_the_generator_and_leaves_it_unchanged():
+    model = make_tiny()
+    torch.manual_seed(1)
+    images = torch.randn(4, 3, 32, 32)
+    am = trained(model, images)
+    state = {k: v.clone() for k, v in am.generator.state_dict().items()}
+    res = am.explain(images[1], refine=3)
+    assert res.steps == 3
+    assert all(torch.equal(state[k], v) for k, v in am.generator.state_dict().items())
+
+
+def test_untrained_explainer_says_what_to_do():
+    with pytest.raises(RuntimeError, match="fit"):
+        AmortizedExplainer(make_tiny(), layers=LAYERS).explain(torch.randn(3, 32, 32))
