@@ -110,19 +110,31 @@ class AmortizedExplainer(Explainer):
         gen = torch.Generator().manual_seed(seed)
         optim = torch.optim.Adam(self.generator.parameters(), lr=lr)
         self.generator.train()
+        # Kept pixels are rare: weight them up so the generator does not settle on empty masks.
+        kept = float(small.mean().clamp(1e-3, 1 - 1e-3))
+        pos_weight = torch.tensor(min(20.0, (1 - kept) / kept), device=self.device)
         with torch.inference_mode(False), torch.enable_grad():
             for step in range(steps):
                 idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)
                 z = self.generator(x_small[idx].to(self.device), y_all[idx].to(self.device))
-                loss = F.binary_cross_entropy_with_logits(z, small[idx].to(self.device))
+                loss = F.binary_cross_entropy_with_logits(z, small[idx].to(self.device), pos_weight=pos_weight)
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
                 self.fit_history.setdefault("distill", []).append(float(loss.detach()))
+            self._calibrate(x_small, y_all, kept)
             if finetune_steps:
                 self._finetune(x_all, y_all, finetune_steps, batch_size, lr / 10, seed)
         self.generator.eval()
         return self
+
+    @torch.no_grad()
+    def _calibrate(self, x_small, y_all, area: float) -> None:
+        """Shift the generator's threshold so its masks keep, on average, the teacher's share of pixels."""
+        z = torch.cat([self.generator(x_small[i:i + 64].to(self.device), y_all[i:i + 64].to(self.device)).flatten()
+                       for i in range(0, x_small.shape[0], 64)])
+        sample = z[torch.randperm(z.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
+        self.generator.head.conv.bias -= torch.quantile(sample, 1 - area)
 
     def _finetune(self, x_all, y_all, steps, batch_size, lr, seed) -> None:
         """Steps of the explanation objective itself, over random batches."""

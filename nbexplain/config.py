@@ -39,6 +39,7 @@ class ExplainConfig:
     layer_weights: tuple[float, ...] | None = None  #: per tapped layer; default grows with depth
     distance: str | tuple[str, ...] = "auto"  #: "auto": cosine for the first two taps, std_mse deeper
     temperature: float = 2.0
+    keep_ratio: float = 0.5  #: the kept mask must give the target at least this share of its probability on x
     area_gate: bool = True  #: scale area/TV pressure by p(target | explanation): shrink only while the decision holds
     fill: str = "mean"  #: what replaces removed pixels: dataset mean colour, black, or blurred x
     backgrounds: tuple[str, ...] = BACKGROUNDS  #: kinds of random background for robustness
@@ -75,6 +76,8 @@ class ExplainConfig:
         bad = [b for b in self.backgrounds if b not in BACKGROUNDS]
         if bad or not self.backgrounds:
             raise ValueError(f"ExplainConfig.backgrounds must be a non-empty subset of {BACKGROUNDS}, got {self.backgrounds!r}")
+        if not 0 <= self.keep_ratio <= 1:
+            raise ValueError(f"ExplainConfig.keep_ratio must be in [0, 1], got {self.keep_ratio!r}")
         if self.temperature <= 0:
             raise ValueError("ExplainConfig.temperature must be > 0")
         if self.layer_weights is not None and any(w < 0 for w in self.layer_weights):

@@ -138,6 +138,7 @@ class MaskOptimizer:
         self.model, self.taps, self.layers = model, taps, layers
         self.x, self.target, self.fill, self.cfg = x, target, fill, cfg
         self.acts_x, self.logits_x = acts_x, logits_x
+        self.prob_x = logits_x.softmax(1).gather(1, target[:, None])[:, 0]
         self.callbacks = list(callbacks)
         b, c, h, w = x.shape
         self.size = working_size(h, w, cfg)
@@ -250,7 +251,8 @@ class MaskOptimizer:
                     kept_v = (logits_v.argmax(1) == self.target.repeat(cfg.n_backgrounds)).reshape(-1, b).all(0)
                 else:
                     kept_v = torch.ones_like(kept)
-                self._track_best(total.detach(), hard, kept, kept & kept_v)
+                confident = probs >= cfg.keep_ratio * self.prob_x
+                self._track_best(total.detach(), hard, kept, kept & kept_v & confident)
                 if previous is not None:
                     flipped = (hard != previous).float().flatten(1).mean(1)
                     stable = torch.where(flipped <= cfg.stable_tol, stable + 1, torch.zeros_like(stable))
@@ -266,7 +268,8 @@ class MaskOptimizer:
 
     def _track_best(self, total, hard, kept, valid):
         """The method's goal decides which mask is best: among masks that keep the label on
-        the explanation and on this step's random backgrounds, the smallest; failing that,
+        the explanation (with at least ``keep_ratio`` of the image's probability) and on
+        this step's random backgrounds, the smallest; failing that,
         the lowest-loss mask that keeps the label; failing that, the lowest loss."""
         rank = kept.long() + valid.long()
         key = torch.where(valid, hard.flatten(1).mean(1), total)

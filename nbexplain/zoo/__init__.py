@@ -7,6 +7,6 @@
 
 from .architecture import SmallResNet
 from .evaluation import accuracy, predict, shortcut_report
-from .loading import MODEL_NAMES, ZooModel, load_model
+from .loading import MODEL_NAMES, ZooModel, load_amortized, load_model
 
-__all__ = ["MODEL_NAMES", "SmallResNet", "ZooModel", "accuracy", "load_model", "predict", "shortcut_report"]
+__all__ = ["MODEL_NAMES", "SmallResNet", "ZooModel", "accuracy", "load_amortized", "load_model", "predict", "shortcut_report"]

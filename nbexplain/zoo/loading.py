@@ -77,3 +77,14 @@ def save_model(model: SmallResNet, path: Path, meta: dict) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, "meta": meta}, path)
+
+
+def load_amortized(name: str = "honest"):
+    """The amortised explainer trained for zoo model ``name`` (by scripts/train_amortized.py)."""
+    from ..amortized import AmortizedExplainer
+
+    path = WEIGHTS_DIR / f"{name}_amortized.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no amortised explainer is bundled for {name!r}; train one with scripts/train_amortized.py")
+    zoo = load_model(name)
+    return AmortizedExplainer.load(path, zoo.model, preprocess=zoo.preprocess, labels=zoo.labels)
