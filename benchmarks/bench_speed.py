@@ -4,8 +4,8 @@
     python benchmarks/bench_speed.py --n 3 --skip-extremal
 
 Methods: nbexplain's presets (fast, default), batched nbexplain (8 and 32
-images at once), the amortised explainer (one pass; trained here first on
-scenes disjoint from the test ones), Captum Grad-CAM, Captum occlusion
+images at once), the bundled amortised explainer (one pass; trained by
+scripts/train_amortized.py on scenes disjoint from these), Captum Grad-CAM, Captum occlusion
 (window 15, stride 8 at 224), and TorchRay's extremal perturbation (optional:
 ``pip install torchray``; at its default 800 iterations and at 100).
 
@@ -137,7 +137,6 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--skip-extremal", action="store_true")
     parser.add_argument("--models", nargs="*", default=["resnet18", "honest"])
-    parser.add_argument("--amortized-steps", type=int, default=300)
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
 
@@ -152,19 +151,14 @@ def main(argv=None):
             targets = [int(model(x[None]).argmax()) for x in images]
         rows += bench_model("resnet18", model, None, None, images, targets, [None] * args.n, args)
     if "honest" in args.models:
-        from nbexplain.amortized import AmortizedExplainer
         from nbexplain.datasets import make_scenes
-        from nbexplain.zoo import load_model
+        from nbexplain.zoo import load_amortized, load_model
 
         zoo = load_model("honest")
         scenes = make_scenes(args.n, seed=2024)
         images = [zoo.normalize(img) for img in scenes.images]
         targets = [int(t) for t in scenes.labels]
-        amortized = AmortizedExplainer(zoo.model, preprocess=zoo.preprocess, labels=zoo.labels)
-        train = make_scenes(512, seed=99_000)
-        start = time.perf_counter()
-        amortized.fit(zoo.normalize(train.images), steps=args.amortized_steps, progress=False)
-        print(f"amortised explainer trained on 512 scenes in {time.perf_counter() - start:.0f} s")
+        amortized = load_amortized("honest")  # trained by scripts/train_amortized.py
         rows += bench_model("honest", zoo.model, zoo.preprocess, zoo.labels, images, targets,
                             list(scenes.masks), args, amortized)
     print_table(rows)
