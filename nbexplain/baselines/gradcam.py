@@ -1,0 +1,90 @@
+"""Grad-CAM through Captum's ``LayerGradCam``, upsampled to the input."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attribution import Attribution
+from ..core.taps import borrowed, is_resnet, unwrap_model
+from ._common import gradients_on, model_batch, resolve_target
+
+
+def default_gradcam_layer(model: nn.Module) -> str:
+    """The layer Grad-CAM reads by default: the last convolutional stage.
+
+    ``layer4`` for torchvision-style ResNets.  Otherwise the child module that
+    holds the model's last ``Conv2d`` (after stepping through wrappers with a
+    single child), e.g. ``features`` for VGG / MobileNet / EfficientNet, or the
+    last convolution itself in a flat ``nn.Sequential``.
+    """
+    model = unwrap_model(model)
+    if is_resnet(model):
+        return "layer4"
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(
+            f"{type(model).__name__} has no Conv2d layer, so Grad-CAM has no default layer; "
+            "pass layer='name' with a module name from model.named_modules()"
+        )
+    parts = convs[-1].split(".")
+    node, depth = model, 0
+    # Step through single-child wrappers so the chosen module is a stage, not the whole network.
+    while depth < len(parts) - 1 and len(list(node.children())) == 1:
+        node = getattr(node, parts[depth])
+        depth += 1
+    return ".".join(parts[: depth + 1])
+
+
+def gradcam(model: nn.Module, x: torch.Tensor, target=None, layer=None) -> Attribution:
+    """Grad-CAM map [H, W] of ``target`` for the model-space input ``x``.
+
+    ``layer`` is a module name (or the module itself); default
+    :func:`default_gradcam_layer`.  The class-weighted sum of the layer's
+    channels is ReLU'd (Captum's ``relu_attributions=True``) and upsampled
+    bilinearly to the input size.  ``target=None`` explains the model's top-1.
+    The model is left as it was (modes, ``requires_grad``, no hooks).
+    """
+    from captum.attr import LayerGradCam
+
+    net = unwrap_model(model)
+    batch = model_batch(x, net)
+    name, module = _resolve_layer(net, layer)
+    target = resolve_target(net, batch, target)
+    start = time.perf_counter()
+    with borrowed(net), gradients_on():
+        cam = LayerGradCam(net, module).attribute(batch, target=target, relu_attributions=True)
+    if not isinstance(cam, torch.Tensor) or cam.dim() != 4:
+        raise ValueError(f"Grad-CAM needs a layer with a [N, C, h, w] output; {name!r} is not one: pass another layer")
+    if cam.shape[-2:] == (1, 1):
+        warnings.warn(
+            f"Grad-CAM layer {name!r} has a 1x1 map at this input size, so the map is flat; "
+            "pass an earlier layer (layer=...) or a larger input",
+            UserWarning,
+            stacklevel=2,
+        )
+    layer_size = tuple(cam.shape[-2:])
+    cam = F.interpolate(cam.detach(), size=batch.shape[-2:], mode="bilinear", align_corners=False)
+    seconds = time.perf_counter() - start
+    return Attribution(
+        map=cam[0, 0].clamp_min(0), method="gradcam", target=target, seconds=seconds,
+        info={"layer": name, "layer_size": layer_size},
+    )
+
+
+def _resolve_layer(model: nn.Module, layer) -> tuple[str, nn.Module]:
+    modules = dict(model.named_modules())
+    if layer is None:
+        layer = default_gradcam_layer(model)
+    if isinstance(layer, nn.Module):
+        for name, m in modules.items():
+            if m is layer:
+                return name, m
+        raise ValueError("the layer module given is not part of the model")
+    if not isinstance(layer, str) or layer not in modules or layer == "":
+        raise ValueError(f"model has no module named {layer!r}; use a name from model.named_modules()")
+    return layer, modules[layer]
