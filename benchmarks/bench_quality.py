@@ -36,7 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="run on this device (e.g. cuda); default: where the model is")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
-    p.add_argument("--json", default=None, help="also write per-scene scores to this file")
+    p.add_argument("--json", default=None, help="also write per-scene scores to this file (after every scene)")
+    p.add_argument("--resume", action="store_true", help="continue the run recorded in --json instead of restarting")
     return p.parse_args(argv)
 
 
@@ -69,6 +70,22 @@ def write_json(path: str, args, summary: dict, per_scene: list) -> None:
         json.dump({"args": vars(args), "summary": summary, "scenes": per_scene}, f, indent=1)
 
 
+def load_previous(args) -> list:
+    """Per-scene records of an interrupted run with the same settings."""
+    if not args.json:
+        raise SystemExit("--resume needs --json (the file the interrupted run wrote)")
+    try:
+        with open(args.json) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        return []
+    same = ("methods", "preset", "model", "weights", "size", "seed", "target")
+    changed = [k for k in same if saved["args"].get(k) != getattr(args, k)]
+    if changed:
+        raise SystemExit(f"--resume: {args.json} was written with different {changed}")
+    return saved["scenes"][: args.n]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -87,9 +104,11 @@ def main(argv=None) -> int:
     explainer = Explainer(model, preprocess=zm.preprocess, labels=zm.labels, config=args.preset) \
         if "nbexplain" in methods else None
 
-    rows: dict[str, list[dict]] = {m: [] for m in methods}
-    per_scene, correct, start = [], 0, time.perf_counter()
-    for i in range(args.n):
+    per_scene = load_previous(args) if args.resume else []
+    rows: dict[str, list[dict]] = {m: [s["scores"][m] for s in per_scene] for m in methods}
+    correct = sum(s["label"] == s["prediction"] for s in per_scene)
+    start = time.perf_counter()
+    for i in range(len(per_scene), args.n):
         x = zm.preprocess(scenes.images[i])
         label = int(scenes.labels[i])
         with torch.no_grad():
