@@ -211,7 +211,8 @@ def _check_widget(lab, page):
         timeout=WIDGET_SHOWN_MS,
     )
     later = page.evaluate(f"() => ({{...{ROOT_JS}.dataset}})")
-    assert int(later["lastFrameMs"]) - int(first["lastFrameMs"]) >= 200, (first, later)
+    # Arrived later, in another message (the throttle's pacing is unit-tested with a fake clock).
+    assert int(later["lastFrameMs"]) > int(first["lastFrameMs"]), (first, later)
 
     # 2. Training ends: the widget settles, then its output gets the static PNG beside the
     #    widget (for GitHub/nbviewer); JupyterLab re-renders that output from synced state.
