@@ -33,6 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1000, help="scene seed (default 1000, away from training seeds)")
     p.add_argument("--target", choices=("label", "prediction"), default="label",
                    help="explain the true label (default) or the model's top-1")
+    p.add_argument("--amortized", action="store_true",
+                   help="add a row for the zoo model's bundled amortised explainer (one pass, scored at its own area)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default=None, help="run on this device (e.g. cuda); default: where the model is")
     p.add_argument("--markdown", default=None, help="also write the table to this file")
@@ -79,7 +81,7 @@ def load_previous(args) -> list:
             saved = json.load(f)
     except FileNotFoundError:
         return []
-    same = ("methods", "preset", "model", "weights", "size", "seed", "target")
+    same = ("methods", "preset", "model", "weights", "size", "seed", "target", "amortized")
     changed = [k for k in same if saved["args"].get(k) != getattr(args, k)]
     if changed:
         raise SystemExit(f"--resume: {args.json} was written with different {changed}")
@@ -88,13 +90,15 @@ def load_previous(args) -> list:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.amortized and (args.weights or args.device):
+        raise SystemExit("--amortized uses the bundled generator of --model on the CPU: drop --weights / --device")
     if args.threads:
         torch.set_num_threads(args.threads)
     from nbexplain import Explainer
     from nbexplain.compare import compare
     from nbexplain.datasets import make_scenes
     from nbexplain.metrics import METRICS
-    from nbexplain.zoo import load_model
+    from nbexplain.zoo import load_amortized, load_model
     from nbexplain.zoo.loading import load_weights_file
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -104,8 +108,10 @@ def main(argv=None) -> int:
     explainer = Explainer(model, preprocess=zm.preprocess, labels=zm.labels, config=args.preset) \
         if "nbexplain" in methods else None
 
+    amortized = load_amortized(args.model) if args.amortized else None
+    rows_for = methods + (["nbexplain amortised"] if amortized else [])
     per_scene = load_previous(args) if args.resume else []
-    rows: dict[str, list[dict]] = {m: [s["scores"][m] for s in per_scene] for m in methods}
+    rows: dict[str, list[dict]] = {m: [s["scores"][m] for s in per_scene] for m in rows_for}
     correct = sum(s["label"] == s["prediction"] for s in per_scene)
     start = time.perf_counter()
     for i in range(len(per_scene), args.n):
@@ -116,17 +122,20 @@ def main(argv=None) -> int:
         correct += pred == label
         target = label if args.target == "label" else pred
         c = compare(model, x, methods=methods, gt_mask=scenes.masks[i], target=target, explainer=explainer)
-        for m in methods:
+        if amortized is not None:
+            c.scores["nbexplain amortised"] = compare(model, x, methods=["nbexplain"], gt_mask=scenes.masks[i],
+                                                     target=target, explainer=amortized).scores["nbexplain"]
+        for m in rows_for:
             rows[m].append(c.scores[m])
         per_scene.append({"index": i, "label": label, "prediction": pred, "area": c.area, "scores": c.scores})
         if args.json:  # rewritten after every scene, so an interrupted run keeps what it measured
-            write_json(args.json, args, {m: summarise(rows[m]) for m in methods}, per_scene)
+            write_json(args.json, args, {m: summarise(rows[m]) for m in rows_for}, per_scene)
         elapsed = time.perf_counter() - start
         print(f"[{i + 1}/{args.n}] {elapsed:.0f} s  " + "  ".join(
-            f"{m}: iou {c.scores[m]['iou']:.2f} kept {c.scores[m]['label_kept']:.0f}" for m in methods),
+            f"{m}: iou {c.scores[m]['iou']:.2f} kept {c.scores[m]['label_kept']:.0f}" for m in rows_for),
             file=sys.stderr, flush=True)
 
-    summary = {m: summarise(rows[m]) for m in methods}
+    summary = {m: summarise(rows[m]) for m in rows_for}
     reference = f"the explanation's area (nbexplain preset {args.preset!r})" if explainer else "the object's area"
     header = (f"{args.n} scenes (seed {args.seed}, {args.size} px), zoo model {args.weights or args.model!r} "
               f"(top-1 accuracy on them {correct / args.n:.1%}), target: {args.target}; "

@@ -134,7 +134,7 @@ class Explainer:
     # ------------------------------------------------------------------
     def _explain_batch(self, x, targets, cfg: ExplainConfig, seed: int, callbacks, mask_net=None,
                        optimise: bool = True) -> list[Explanation]:
-        """Explain a batch of same-size images. ``mask_net(target)``, if given, returns the mask
+        """Explain a batch of same-size images. ``mask_net(target, acts_x)``, if given, returns the mask
         generator to start from (an amortised one); ``optimise=False`` takes its mask as is."""
         net, start = self._network, time.perf_counter()
         with torch.inference_mode(False), torch.enable_grad(), borrowed(net), tap_activations(net, self.layers) as taps:
@@ -146,7 +146,7 @@ class Explainer:
             target = self._target_tensor(targets, logits_x)
             fill = make_fill(x, cfg.fill, self.normalization)
             opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
-                                callbacks, net=None if mask_net is None else mask_net(target))
+                                callbacks, net=None if mask_net is None else mask_net(target, acts_x))
             info = self._start_info(x, target, cfg, opt)
             _call(callbacks, "on_start", info)
             try:

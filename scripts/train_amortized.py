@@ -1,6 +1,6 @@
 """Train the amortised explainer shipped for the bundled honest model.
 
-    .venv/bin/python scripts/train_amortized.py [--scenes 256] [--steps 400] [--out nbexplain/zoo/weights/honest_amortized.pt]
+    .venv/bin/python scripts/train_amortized.py [--scenes 256] [--steps 1500] [--out nbexplain/zoo/weights/honest_amortized.pt]
 
 Deterministic (seeded); the training scenes (seed 50_000) are disjoint from
 those the tests and notebooks use.
@@ -19,7 +19,7 @@ from nbexplain.zoo import load_model
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--out", default="nbexplain/zoo/weights/honest_amortized.pt")
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -49,3 +49,23 @@ def test_refinement_starts_from_the_generator_and_leaves_it_unchanged():
 def test_untrained_explainer_says_what_to_do():
     with pytest.raises(RuntimeError, match="fit"):
         AmortizedExplainer(make_tiny(), layers=LAYERS).explain(torch.randn(3, 32, 32))
+
+
+def test_fit_learns_from_given_masks_without_a_teacher_pass():
+    model = make_tiny()
+    torch.manual_seed(2)
+    images = torch.randn(4, 3, 32, 32)
+    masks = torch.zeros(4, 32, 32)
+    masks[:, 8:20, 8:20] = 1.0
+    am = AmortizedExplainer(model, layers=LAYERS, config=TINY)
+    am.fit(images, masks=masks, steps=3, batch_size=2, progress=False)
+    assert torch.equal(am.teacher_masks, masks) and len(am.fit_history["distill"]) == 3
+    with pytest.raises(ValueError, match=r"masks must be \[N, H, W\]"):
+        AmortizedExplainer(model, layers=LAYERS, config=TINY).fit(images, masks=masks[:3], steps=1, progress=False)
+
+
+def test_a_generator_saved_by_another_version_is_refused_with_advice(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"format": "nbexplain-amortized-1", "state_dict": {}}, path)
+    with pytest.raises(ValueError, match="train it again"):
+        AmortizedExplainer.load(path, make_tiny())

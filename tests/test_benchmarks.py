@@ -1,0 +1,37 @@
+"""The benchmark scripts run end to end and print their tables (one scene, so it stays quick)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quality_benchmark_prints_one_row_per_method(capsys):
+    assert load("bench_quality").main(["--n", "1", "--methods", "gradcam,occlusion", "--amortized"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == ["method", "gradcam", "occlusion", "nbexplain amortised"]
+
+
+def test_quality_benchmark_refuses_an_amortised_row_for_other_weights():
+    with pytest.raises(SystemExit, match="--amortized"):
+        load("bench_quality").main(["--n", "1", "--amortized", "--weights", "x.pt"])
+
+
+def test_speed_benchmark_prints_ratios_to_the_default_preset(capsys):
+    assert load("bench_speed").main(["--models", "honest", "--n", "1", "--skip-extremal", "--batches", "2"]) == 0
+    out = capsys.readouterr().out
+    for method in ("nbexplain fast", "nbexplain default", "gradcam (captum)", "occlusion (captum)",
+                   "nbexplain amortised", "nbexplain default, batch of 2"):
+        assert f"| {method} " in out, method
+    default_row = next(line for line in out.splitlines() if "| nbexplain default " in line)
+    assert "|      1.00 |" in default_row
