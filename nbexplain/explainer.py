@@ -135,7 +135,7 @@ class Explainer:
     def _explain_batch(self, x, targets, cfg: ExplainConfig, seed: int, callbacks, mask_net=None,
                        optimise: bool = True) -> list[Explanation]:
         """Explain a batch of same-size images. ``mask_net(target, acts_x)``, if given, returns the mask
-        generator to start from (an amortised one); ``optimise=False`` takes its mask as is."""
+        generator to start from (an amortised one); ``optimise=False`` takes its best cut as is."""
         net, start = self._network, time.perf_counter()
         with torch.inference_mode(False), torch.enable_grad(), borrowed(net), tap_activations(net, self.layers) as taps:
             x = x.to(self.device).clone()
@@ -150,7 +150,10 @@ class Explainer:
             info = self._start_info(x, target, cfg, opt)
             _call(callbacks, "on_start", info)
             try:
-                opt.run() if optimise else opt.adopt_current()
+                if mask_net is not None:
+                    opt.adopt_current()  # a trained generator's best cut: the result, or the start of refinement
+                if optimise:
+                    opt.run()
             except KeyboardInterrupt:
                 taps.reset()
                 partial = self._finish(opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted=True)

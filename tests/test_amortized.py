@@ -69,3 +69,18 @@ def test_a_generator_saved_by_another_version_is_refused_with_advice(tmp_path):
     torch.save({"format": "nbexplain-amortized-1", "state_dict": {}}, path)
     with pytest.raises(ValueError, match="train it again"):
         AmortizedExplainer.load(path, make_tiny())
+
+
+def test_one_pass_takes_the_smallest_cut_of_the_generator_that_keeps_the_label():
+    model = make_tiny()
+    torch.manual_seed(3)
+    images = torch.randn(4, 3, 32, 32)
+    am = trained(model, images)
+    with torch.no_grad():
+        am.generator.head.conv.bias -= 50.0  # a generator that, left to its threshold, keeps nothing
+    res = am.explain(images[0])
+    assert 0 < res.area < 1 and set(res.mask.unique().tolist()) == {0.0, 1.0}
+    on_the_ladder = [abs(res.area - a) < 0.02 for a in (0.03, 0.06, 0.12, 0.25, 0.5)]
+    assert any(on_the_ladder) or res.area < 0.01  # one of the cuts (its own threshold keeps ~1 pixel)
+    with torch.no_grad():
+        assert (model(res.explanation[None]).argmax().item() == res.target) == res.label_kept

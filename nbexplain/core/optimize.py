@@ -176,10 +176,38 @@ class MaskOptimizer:
         calibrate_head(self.net, self.net.head.conv, self.net_input)
 
     @torch.no_grad()
-    def adopt_current(self) -> None:
-        """Take the generator's current mask as the result (no optimisation steps)."""
-        _, _, hard, _ = self.masks()
-        self.best_masks = hard
+    def adopt_current(self, areas: tuple[float, ...] = (0.03, 0.06, 0.12, 0.25, 0.5)) -> None:
+        """Take the generator's mask as the result, without optimisation steps.
+
+        A generator's threshold is a guess that may keep nothing, everything, or
+        too little for the label, but its ranking of pixels is informative. So the
+        mask is cut from its logits at its own threshold and at each share of
+        ``areas``, all scored in one batched forward, and the smallest cut that
+        keeps the label wins (else the one with the highest target probability).
+        The offset moves so that ``run()`` would continue from that cut.
+        """
+        z = self.net(self.net_input) + self.offset
+        z = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        ranked = z.flatten(1).sort(dim=1, descending=True).values
+        pixels = ranked.shape[1]
+        counts = [(ranked > 0).sum(1)] + [torch.full_like(ranked[:, 0], a * pixels).long() for a in areas]
+        thresholds = torch.cat([ranked.gather(1, (c.clamp(1, pixels) - 1)[:, None]) for c in counts], 1)
+        cuts = [(z >= thresholds[:, j, None, None]).float() for j in range(len(counts))]
+        masks = torch.stack(cuts, 1)  # [b, cuts, H, W]
+        b, k = masks.shape[:2]
+        m = masks[:, :, None]
+        e = m * self.x[:, None] + (1 - m) * self.fill[:, None]
+        logits = self.model(e.flatten(0, 1)).view(b, k, -1)
+        self.taps.reset()  # these forwards are not the result's; _finish runs its own
+        probs = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, k, 1))[..., 0]
+        kept = logits.argmax(-1) == self.target[:, None]
+        area = masks.flatten(2).mean(2)
+        # Smallest kept cut: rank kept cuts by area, the others after them by probability.
+        choice = torch.where(kept, area, 2.0 - probs).argmin(1)
+        rows = torch.arange(b, device=masks.device)
+        self.best_masks = masks[rows, choice]
+        # Refinement (run() after this) starts from the chosen cut.
+        self.offset -= thresholds[rows, choice][:, None, None]
 
     def masks(self):
         """Probabilities at working resolution; the binary mask there and at full resolution,
