@@ -121,16 +121,16 @@ class AmortizedExplainer(Explainer):
         small = F.interpolate(masks[:, None], size=size, mode="area")[:, 0]
         x_small = F.interpolate(x_all, size=size, mode="bilinear", align_corners=False, antialias=True)
         net_model = self._network
+        classes = self._logits_of(x_all[:1]).shape[1]
         with borrowed(net_model), tap_activations(net_model, self.layers) as taps:
+            # Per batch, not cached: a large model's early feature maps for a whole dataset do not fit in memory.
             def features(idx):
                 with torch.no_grad():
                     net_model(x_all[idx].to(self.device).clone())
                     return spatial_features(taps.collect())
 
             if self.generator is None:
-                with torch.no_grad():
-                    classes = _logits(net_model(x_all[:1].to(self.device).clone())).shape[1]
-                feats = spatial_features(taps.collect())
+                feats = features(torch.arange(1))
                 with torch.random.fork_rng():
                     torch.manual_seed(seed)
                     self.generator = ConditionedMaskNet(x_all.shape[1], classes, [f.shape[1] for f in feats],
