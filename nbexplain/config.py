@@ -52,6 +52,9 @@ class ExplainConfig:
     min_steps: int = 40  #: never stop before this
     patience: int = 15  #: stop once the mask has been stable (and the label safe) this long
     stable_tol: float = 0.002  #: fraction of mask pixels allowed to flip while "stable"
+    #: if no step found a mask that keeps the label, train once more from a mask keeping this
+    #: share of the image (None: no retry)
+    retry_area: float | None = 0.9
 
     # -- mask generator -------------------------------------------------
     mask_resolution: int = 56  #: longest side of the working mask; upsampled to the input
@@ -86,6 +89,8 @@ class ExplainConfig:
         _non_negative_int(self, "min_steps", "n_backgrounds", "robustness_draws")
         if not 0 <= self.pixel_lr < 10:
             raise ValueError(f"ExplainConfig.pixel_lr must be in [0, 10), got {self.pixel_lr!r}")
+        if self.retry_area is not None and not (isinstance(self.retry_area, (int, float)) and 0 < self.retry_area <= 1):
+            raise ValueError(f"ExplainConfig.retry_area must be in (0, 1] or None, got {self.retry_area!r}")
         if not 0 < self.lr < 10:
             raise ValueError(f"ExplainConfig.lr must be in (0, 10), got {self.lr!r}")
         if self.mask_resolution < 2 ** self.unet_depth:

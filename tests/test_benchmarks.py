@@ -35,3 +35,15 @@ def test_speed_benchmark_prints_ratios_to_the_default_preset(capsys):
         assert f"| {method} " in out, method
     default_row = next(line for line in out.splitlines() if "| nbexplain default " in line)
     assert "|      1.00 |" in default_row
+
+
+def test_zoo_benchmark_prints_accuracy_explanation_and_circuit_tables(capsys):
+    args = ["--n", "1", "--n-accuracy", "20", "--preset", "fast", "--repeats", "2"]
+    assert load("bench_zoo").main(args) == 0
+    out = capsys.readouterr().out
+    tables = [line for line in out.splitlines() if line.startswith("| model ")]
+    assert len(tables) == 3
+    rows = [line.split("|")[1:4] for line in out.splitlines() if line.startswith("| shortcut ")]
+    assert [r[0].strip() for r in rows] == ["shortcut"] * 5  # one accuracy row, two explanation, two circuit rows
+    cue_row = next(line for line in out.splitlines() if line.startswith("| shortcut | triangles with cue | 1 |"))
+    assert cue_row.split("|")[7].strip().endswith("%")  # the cue column is filled for scenes with the cue

@@ -193,3 +193,43 @@ def test_callbacks_receive_start_steps_and_end(tiny, image):
     st = seen["steps"][-1]
     assert st.mask.shape == (16, 16) and set(st.mask.unique().tolist()) <= {0.0, 1.0}
     assert seen["end"]["result"] is res and seen["end"]["interrupted"] is False
+
+
+def test_a_run_that_never_kept_the_label_is_retried_from_a_fuller_mask(tiny, image, monkeypatch):
+    from nbexplain.core.optimize import MaskOptimizer
+
+    real = MaskOptimizer._optimise
+    runs = []
+
+    def first_run_collapses(self):
+        real(self)
+        runs.append(self.step_offset)
+        if self.step_offset == 0:  # as if the mask had emptied and never kept the label
+            self.best_rank[0], self.best_loss[0] = 0, float("inf")
+            self.best_masks[0] = 0.0
+
+    monkeypatch.setattr(MaskOptimizer, "_optimise", first_run_collapses)
+    steps = []
+
+    class Steps:
+        def on_step(self, state):
+            steps.append(state)
+
+    ex = Explainer(tiny, layers=LAYERS)
+    res = ex.explain(image, progress=False, callbacks=[Steps()], **fast_options())
+    assert runs == [0, 6]  # one retry, numbered after the first run's six steps
+    assert [s.step for s in steps] == list(range(1, res.steps + 1)) and res.steps == 12
+    assert len(res.history["total"]) == 12
+    assert steps[6].area > 0.8  # the retry starts from a mask that keeps most of the image
+    assert res.mask.sum() > 0  # its best mask replaced the collapsed one
+
+    runs.clear()
+    res = ex.explain(image, progress=False, retry_area=None, **fast_options())
+    assert runs == [0] and res.steps == 6 and res.mask.sum() == 0
+
+
+def test_retry_area_is_validated():
+    for bad in (0, -0.5, 1.5, "most"):
+        with pytest.raises(ValueError, match="retry_area"):
+            ExplainConfig(retry_area=bad)
+    assert ExplainConfig(retry_area=None).retry_area is None

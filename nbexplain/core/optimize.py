@@ -96,18 +96,21 @@ def _distances(cfg: ExplainConfig, n: int) -> list[str]:
 
 
 @torch.no_grad()
-def calibrate_head(net, head: torch.nn.Conv2d, net_input: torch.Tensor, spread: float = 1.5) -> None:
-    """A neutral start: each copy's logits are centred so half of its mask is on, and
-    scaled to a spread where pixels are neither undecided (p ~ 0.5, where any step flips
-    them) nor saturated (p ~ 0 or 1, where gradients vanish). With one copy (an
-    amortised generator) the statistics are pooled over the batch."""
+def calibrate_head(net, head: torch.nn.Conv2d, net_input: torch.Tensor, spread: float = 1.5,
+                   on_share: float = 0.5) -> None:
+    """A neutral start: each copy's logits are shifted so ``on_share`` of its mask is on
+    (half by default), and scaled to a spread where pixels are neither undecided (p ~ 0.5,
+    where any step flips them) nor saturated (p ~ 0 or 1, where gradients vanish). With
+    one copy (an amortised generator) the statistics are pooled over the batch."""
     n = head.groups  # one group per independent copy
     logits = net(net_input).reshape(n, -1)
     scale = spread / logits.std(dim=1).clamp_min(1e-6)
     head.weight.mul_(scale.repeat_interleave(head.weight.shape[0] // n).view(-1, 1, 1, 1))
     head.bias.mul_(scale.repeat_interleave(head.bias.shape[0] // n))
-    median = net(net_input).reshape(n, -1).median(dim=1).values
-    head.bias.sub_(median.repeat_interleave(head.bias.shape[0] // n))
+    logits = net(net_input).reshape(n, -1)
+    k = int((1.0 - on_share) * (logits.shape[1] - 1)) + 1  # the lower median for on_share = 0.5
+    cut = logits.kthvalue(k, dim=1).values
+    head.bias.sub_(cut.repeat_interleave(head.bias.shape[0] // n))
 
 
 def total_loss(cfg: ExplainConfig, terms: dict, logits_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -129,12 +132,15 @@ class MaskOptimizer:
     """Optimises binary masks for a batch of images against a frozen model.
 
     After ``run()`` (or after it was interrupted) ``best_masks`` holds, per
-    image, the hard mask of the lowest-loss step that kept the label (or the
-    lowest-loss step overall if none did).
+    image, the best mask of any step (see ``_track_best``).
+
+    ``start_share`` is the share of the mask that is on at the start;
+    ``step_offset`` shifts the step numbers that callbacks see (for a retry
+    that continues a run).
     """
 
     def __init__(self, model, taps: Taps, layers, x, target, acts_x, logits_x, fill, cfg, seed, callbacks=(),
-                 net=None):
+                 net=None, start_share: float = 0.5, step_offset: int = 0):
         self.model, self.taps, self.layers = model, taps, layers
         self.x, self.target, self.fill, self.cfg = x, target, fill, cfg
         self.acts_x, self.logits_x = acts_x, logits_x
@@ -144,13 +150,14 @@ class MaskOptimizer:
         self.size = working_size(h, w, cfg)
         self.layer_weights = _layer_weights(cfg, len(layers))
         self.distances = _distances(cfg, len(layers))
+        self.seed, self.step_offset = seed, step_offset
         self.gen = torch.Generator(device=x.device).manual_seed(seed + 1)
         self.net_input = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
         if net is None:
             with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
                 torch.manual_seed(seed)
                 self.net = MaskUNet(c, n=b, width=cfg.unet_width, depth=cfg.unet_depth).to(x.device)
-            self._centre_start()
+            calibrate_head(self.net, self.net.head.conv, self.net_input, on_share=start_share)
         else:
             self.net = net  # e.g. an amortised generator to refine; it maps net_input to mask logits
         # A free per-pixel logit offset beside the U-Net: the network gives image-aligned,
@@ -171,9 +178,6 @@ class MaskOptimizer:
         self.best_rank = torch.zeros(b, dtype=torch.long, device=x.device)
         self.history: list[dict[str, list[float]]] = [{} for _ in range(b)]
         self.steps_run = 0
-
-    def _centre_start(self) -> None:
-        calibrate_head(self.net, self.net.head.conv, self.net_input)
 
     @torch.no_grad()
     def adopt_current(self, areas: tuple[float, ...] = (0.03, 0.06, 0.12, 0.25, 0.5)) -> None:
@@ -259,6 +263,43 @@ class MaskOptimizer:
         return terms, hard, logits_e.detach(), logits[b:].detach()
 
     def run(self) -> None:
+        """Optimise; then, if ``cfg.retry_area`` is set, train the images whose masks never kept
+        the label once more, from a mask that keeps most of the image.
+
+        From the half-on start some runs collapse: the random half mask loses the label, and
+        dropping every pixel matches the activations better than any half mask, so the mask
+        empties and stays empty. From a nearly full mask the label holds at the start and the
+        mask shrinks under the area pressure, which is gated by the label, so it cannot
+        collapse the same way. The half-on start stays the first try: it finds tighter masks.
+        """
+        self._optimise()
+        failed = (self.best_rank < 2).nonzero()[:, 0]
+        if self.cfg.retry_area is not None and len(failed):
+            self._retry(failed)
+
+    def _retry(self, rows: torch.Tensor) -> None:
+        shows_first = bool(rows[0] == 0)  # callbacks follow the batch's first image
+        again = MaskOptimizer(
+            self.model, self.taps, self.layers, self.x[rows], self.target[rows],
+            {k: v[rows] for k, v in self.acts_x.items()}, self.logits_x[rows], self.fill[rows], self.cfg,
+            self.seed + 1_000_003, self.callbacks if shows_first else (), start_share=self.cfg.retry_area,
+            step_offset=self.steps_run,
+        )
+        try:
+            again._optimise()
+        finally:  # also when interrupted: the better of both runs so far is kept
+            better = (again.best_rank > self.best_rank[rows]) | (
+                (again.best_rank == self.best_rank[rows]) & (again.best_loss < self.best_loss[rows]))
+            for j, i in enumerate(rows.tolist()):
+                for name, values in again.history[j].items():
+                    self.history[i].setdefault(name, []).extend(values)
+                if better[j]:
+                    self.best_masks[i] = again.best_masks[j]
+                    self.best_loss[i], self.best_rank[i] = again.best_loss[j], again.best_rank[j]
+            self.best_kept = self.best_rank > 0
+            self.steps_run += again.steps_run
+
+    def _optimise(self) -> None:
         cfg, b = self.cfg, self.x.shape[0]
         stable = torch.zeros(b, dtype=torch.long, device=self.x.device)
         since_best = torch.zeros(b, dtype=torch.long, device=self.x.device)
@@ -322,8 +363,8 @@ class MaskOptimizer:
             return
         small = F.interpolate(hard[:1, None], size=self.size, mode="nearest")[0, 0]
         state = StepState(
-            step=step + 1,
-            total_steps=self.cfg.steps,
+            step=self.step_offset + step + 1,
+            total_steps=self.step_offset + self.cfg.steps,
             losses={**{k: float(v[0]) for k, v in terms.items()}, "total": float(total[0])},
             mask=small.cpu(),
             prob=float(probs[0]),
