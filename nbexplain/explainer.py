@@ -39,7 +39,8 @@ class Explainer:
     layers : list of str, optional
         Modules whose outputs are matched (names from ``model.named_modules()``).
         Default: stem ReLU and ``layer1..layer4`` for ResNets, otherwise up to
-        five activation modules spread over the network.
+        five feature maps spread over the convolutional trunk (see
+        ``nbexplain.core.taps.layer_candidates``).
     preprocess : callable, optional
         Turns a PIL image or HxWxC array into a model-space tensor, e.g.
         ``weights.transforms()``. Default: to-tensor plus ImageNet normalisation

@@ -200,6 +200,7 @@ def read_circuit(model, layers, acts, target, acts_other=None, config=None, labe
         raise TypeError(f"config must be a CircuitConfig, got {type(config).__name__}.")
     check_choice("source", source, _SOURCES)
     layers = _check_layers(model, layers)
+    _check_feature_maps(acts, layers)
     acts = _check_acts("acts", acts, layers)
     acts_other = _check_acts("acts_other", acts_other, layers, like=acts) if acts_other is not None else None
     if inputs is not None:
@@ -359,6 +360,18 @@ def _check_acts(what, acts, layers, like=None):
             raise ValueError(f"{what}[{name!r}] has {a.shape[0]} channels, acts has {like[name].shape[0]}.")
         out[name] = a
     return out
+
+
+def _check_feature_maps(acts, layers):
+    """Channels need [C, h, w] maps: token or vector outputs are a property of the model, not a mistake."""
+    for name in layers:
+        a = acts.get(name) if isinstance(acts, Mapping) else None
+        if isinstance(a, torch.Tensor) and a.dim() in (1, 2):
+            raise CircuitUnsupportedError(
+                f"Layer {name!r} outputs {list(a.shape)} per image, not a [C, h, w] feature map (tokens or a pooled vector): "
+                "the circuit readout follows channels of convolutional maps. Tap convolutional layers "
+                "(layers=[...]) to read a circuit."
+            )
 
 
 def _check_inputs(inputs):

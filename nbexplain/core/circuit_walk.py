@@ -363,9 +363,10 @@ def _linear(weight, t, name, signed):
     n_in = w.shape[1]
     if t.shape[0] != n_in:
         if n_in % t.shape[0]:
-            raise ValueError(
+            raise CircuitUnsupportedError(
                 f"Linear {name!r} takes {n_in} features, which is not a multiple of the {t.shape[0]} channels "
-                "reaching it."
+                "reaching it: the tapped maps are probably channels-last [h, w, C] (Swin, ConvNeXt blocks), "
+                "and the readout needs channels-first maps."
             )
         # Flattened [C, h, w] maps are channel-major: each channel fills n_in // C consecutive features,
         # so a constant map feeds each output the sum of its channel's block of weights.

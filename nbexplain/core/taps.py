@@ -33,16 +33,20 @@ def is_resnet(model: nn.Module) -> bool:
     return all(hasattr(model, n) for n in ("conv1", "bn1", "relu", "layer1", "layer2", "layer3", "layer4", "fc"))
 
 
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish)
+
+
 def default_layers(model: nn.Module) -> list[str]:
-    """Stem ReLU and layer1..layer4 for ResNets; for other CNNs, up to five
-    evenly spaced post-activation modules; otherwise a clear error."""
+    """Stem ReLU and layer1..layer4 for ResNets; otherwise up to five evenly spaced
+    candidates of ``layer_candidates``; or a clear error."""
     if is_resnet(model):
         return ["relu", "layer1", "layer2", "layer3", "layer4"]
-    candidates = _activation_modules(model)
+    candidates = layer_candidates(model)
     if not candidates:
         raise LayerError(
             f"cannot choose layers automatically for {type(model).__name__}: it has no convolution "
-            "followed by an activation. Pass layers=['name', ...] with module names from model.named_modules()."
+            "followed by an activation module or a BatchNorm. Pass layers=['name', ...] with module names "
+            "from model.named_modules()."
         )
     if len(candidates) <= 5:
         return candidates
@@ -50,18 +54,40 @@ def default_layers(model: nn.Module) -> list[str]:
     return [candidates[i] for i in sorted(set(idx))]
 
 
-def _activation_modules(model: nn.Module) -> list[str]:
-    """Names of activation modules (each used once) that come after a convolution, in definition order."""
-    names, seen_conv, seen_ids = [], False, {}
+def layer_candidates(model: nn.Module) -> list[str]:
+    """Modules whose outputs are feature maps worth matching, in definition order.
+
+    Only modules after the first convolution count. Activation modules in the
+    convolutional trunk (the last weighted layer before them is a convolution); failing
+    those, activations after Linear layers (vision transformers: a patch convolution,
+    then MLPs over tokens); failing those, BatchNorm2d after a convolution
+    (models that apply their activations as functions, like GoogLeNet and Inception).
+    Skipped: modules registered under several names, activations after an adaptive
+    pooling of their own parent (squeeze-and-excitation gates see 1x1 maps), and
+    auxiliary classifier branches (``aux*``: they run only in training).
+    """
+    names_of: dict[int, int] = {}
+    for _, module in model.named_modules(remove_duplicate=False):
+        names_of[id(module)] = names_of.get(id(module), 0) + 1
+    trunk, tokens, norms = [], [], []
+    last_weighted, seen_conv, pooled_parents = None, False, set()
     for name, module in model.named_modules():
-        seen_ids[id(module)] = seen_ids.get(id(module), 0) + 1
-    for name, module in model.named_modules():
+        parent = name.rpartition(".")[0]
+        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and parent:
+            pooled_parents.add(parent)
         if isinstance(module, nn.Conv2d):
-            seen_conv = True
-        elif seen_conv and isinstance(module, (nn.ReLU, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.Hardswish, nn.ReLU6)):
-            if seen_ids[id(module)] == 1 and name:
-                names.append(name)
-    return names
+            last_weighted, seen_conv = "conv", True
+        elif isinstance(module, nn.Linear):
+            last_weighted = "linear"
+        usable = (name and names_of[id(module)] == 1 and parent not in pooled_parents
+                  and not any(part.lower().startswith("aux") for part in name.split(".")))
+        if not usable or not seen_conv:
+            continue
+        if isinstance(module, ACTIVATIONS):
+            (trunk if last_weighted == "conv" else tokens).append(name)
+        elif isinstance(module, nn.BatchNorm2d) and last_weighted == "conv":
+            norms.append(name)
+    return trunk or tokens or norms
 
 
 def resolve_layers(model: nn.Module, layers) -> list[str]:
