@@ -23,7 +23,7 @@ from .core.taps import (
     tap_activations,
     unwrap_model,
 )
-from .explanation import Explanation
+from .explanation import EMPTY_NOTE, Explanation
 
 
 
@@ -130,6 +130,9 @@ class Explainer:
             batch = torch.cat([xs[i] for i in idx])
             for i, res in zip(idx, self._explain_batch(batch, [targets[i] for i in idx], cfg, seed, callbacks)):
                 results[i] = res
+        for res in results:
+            if res.empty_but_kept:
+                warnings.warn(f"explaining {res.target_name!r}: {EMPTY_NOTE}.", UserWarning, stacklevel=2)
         return results if many else results[0]
 
     # ------------------------------------------------------------------

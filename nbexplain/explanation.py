@@ -13,6 +13,12 @@ from .config import ExplainConfig
 from .core.inputs import Normalization
 
 
+EMPTY_NOTE = (
+    "The mask is empty because the model gives this class to the fill alone (no pixel of the image "
+    "is needed for it); explain another class, or compare with fill='blur'"
+)
+
+
 @dataclass(eq=False)
 class Explanation:
     """A binary mask that keeps the model's decision, and everything measured on the way.
@@ -98,11 +104,19 @@ class Explanation:
         status = "INTERRUPTED, best mask so far; " if self.interrupted else ""
         kept = "kept" if self.label_kept else "NOT kept"
         robust = f", robust to {self.robustness:.0%} of random backgrounds" if self.robustness is not None else ""
-        return (
+        text = (
             f"Explanation of {self.target_name!r} ({status}{self.steps} steps, {self.seconds:.1f} s): "
             f"keeps {self.area:.1%} of the pixels; p({self.target_name}) {self.prob_original:.3f} on the image, "
             f"{self.prob_explanation:.3f} on the explanation (label {kept}{robust})"
         )
+        if self.empty_but_kept:
+            text += f". {EMPTY_NOTE}"
+        return text
+
+    @property
+    def empty_but_kept(self) -> bool:
+        """No pixel kept, and still the target: the model gives this class to the fill alone."""
+        return self.area == 0.0 and self.label_kept
 
     def __repr__(self) -> str:
         return f"<{self.summary()}>"

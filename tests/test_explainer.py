@@ -233,3 +233,27 @@ def test_retry_area_is_validated():
         with pytest.raises(ValueError, match="retry_area"):
             ExplainConfig(retry_area=bad)
     assert ExplainConfig(retry_area=None).retry_area is None
+
+
+def constant_model():
+    """Says class 0 whatever it sees: its smallest sufficient explanation is the empty mask."""
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    with torch.no_grad():
+        for layer in (model[0], model[4]):
+            layer.weight.zero_()
+        model[4].bias.copy_(torch.tensor([2.0, 0.0, 0.0]))
+    return model.eval()
+
+
+def test_an_empty_mask_that_keeps_the_label_is_explained_to_the_user(image):
+    with pytest.warns(UserWarning, match="fill alone"):
+        res = Explainer(constant_model()).explain(image, progress=False, live=False, steps=40, min_steps=1,
+                                                  mask_resolution=16, unet_width=4)
+    assert res.area == 0.0 and res.label_kept and res.empty_but_kept
+    assert "fill alone" in res.summary()
+
+    from nbexplain.widget import ExplanationWidget
+
+    assert "fill alone" in ExplanationWidget.from_result(res).note

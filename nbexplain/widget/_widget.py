@@ -17,6 +17,7 @@ import anywidget
 import numpy as np
 import traitlets
 
+from ..explanation import EMPTY_NOTE
 from ._channels import ChannelLookupError, ChannelSource, SourceRegistry
 from ._serialize import (
     downsample_history,
@@ -226,7 +227,7 @@ class ExplanationWidget(anywidget.AnyWidget):
             self.circuit_original = json_safe(circuits["original"])
             self.target, self.target_name = target, name
             steps = getattr(result, "steps", None) or len(next(iter(history.values()), []))
-            self.total_steps = self.total_steps or int(steps)
+            self.total_steps = max(self.total_steps, int(steps))  # a retried run goes past the first budget
             self.summary = json_safe(
                 {
                     "target": target,
@@ -243,6 +244,8 @@ class ExplanationWidget(anywidget.AnyWidget):
             )
             if interrupted:
                 problems.insert(0, "Interrupted: showing the best mask found so far.")
+            if getattr(result, "empty_but_kept", False):
+                problems.insert(0, EMPTY_NOTE + ".")
             self.note = "; ".join(problems)
             self.interrupted = interrupted
             self.status = "interrupted" if interrupted else "done"
