@@ -39,7 +39,9 @@ class ExplainConfig:
     layer_weights: tuple[float, ...] | None = None  #: per tapped layer; default grows with depth
     distance: str | tuple[str, ...] = "auto"  #: "auto": cosine for the first two taps, std_mse deeper
     temperature: float = 2.0
-    keep_ratio: float = 0.5  #: the kept mask must give the target at least this share of its probability on x
+    #: the kept mask must recover this share of what x adds to the target's probability over the fill:
+    #: p(e) >= p(fill) + keep_ratio * (p(x) - p(fill))
+    keep_ratio: float = 0.5
     area_gate: bool = True  #: scale area/TV pressure by p(target | explanation): shrink only while the decision holds
     fill: str = "mean"  #: what replaces removed pixels: dataset mean colour, black, or blurred x
     backgrounds: tuple[str, ...] = BACKGROUNDS  #: kinds of random background for robustness

@@ -257,3 +257,26 @@ def test_an_empty_mask_that_keeps_the_label_is_explained_to_the_user(image):
     from nbexplain.widget import ExplanationWidget
 
     assert "fill alone" in ExplanationWidget.from_result(res).note
+
+
+def test_a_kept_mask_must_add_evidence_over_the_fill():
+    """The model gives class 0 to a blank image (p 0.58) and more to any textured one: keeping
+    nothing keeps the label, but the mask must recover half of what the image adds."""
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(2, 3)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 1, 1], [-1, -1, -1]]).view(2, 3, 1, 1))  # |sum of channels|
+        model[4].weight.zero_()
+        model[4].weight[0] = 4.0
+        model[4].bias.copy_(torch.tensor([1.0, 0, 0]))
+    torch.manual_seed(0)
+    x = torch.randn(3, 32, 32)
+    p_fill = float(model(torch.zeros(1, 3, 32, 32)).softmax(1)[0, 0])  # the mean colour is 0 in model space
+    p_x = float(model(x[None]).softmax(1)[0, 0])
+    assert p_fill > 0.5 * p_x
+    res = Explainer(model).explain(x, progress=False, live=False, steps=40, min_steps=1, mask_resolution=16,
+                                   unet_width=4)
+    assert res.area > 0 and not res.empty_but_kept
+    assert res.prob_explanation >= p_fill + 0.5 * (p_x - p_fill)
