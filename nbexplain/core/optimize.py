@@ -32,6 +32,9 @@ class StepState:
     prob: float
     area: float
     label_kept: bool
+    #: the label also holds on this step's random backgrounds, with ``prob_needed`` on the explanation
+    #: (such masks compete on area for the result; the others on loss)
+    sufficient: bool = False
 
 
 def working_size(h: int, w: int, cfg: ExplainConfig) -> tuple[int, int]:
@@ -194,7 +197,8 @@ class MaskOptimizer:
         too little for the label, but its ranking of pixels is informative. So the
         mask is cut from its logits at its own threshold and at each share of
         ``areas``, all scored in one batched forward, and the smallest cut that
-        keeps the label wins (else the one with the highest target probability).
+        keeps the label with ``prob_needed`` wins (else the one with the highest
+        target probability).
         The offset moves so that ``run()`` would continue from that cut.
         """
         z = self.net(self.net_input) + self.offset
@@ -211,7 +215,7 @@ class MaskOptimizer:
         logits = self.model(e.flatten(0, 1)).view(b, k, -1)
         self.taps.reset()  # these forwards are not the result's; _finish runs its own
         probs = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, k, 1))[..., 0]
-        kept = logits.argmax(-1) == self.target[:, None]
+        kept = (logits.argmax(-1) == self.target[:, None]) & (probs >= self.prob_needed[:, None])
         area = masks.flatten(2).mean(2)
         # Smallest kept cut: rank kept cuts by area, the others after them by probability.
         choice = torch.where(kept, area, 2.0 - probs).argmin(1)
@@ -328,13 +332,14 @@ class MaskOptimizer:
                 else:
                     kept_v = torch.ones_like(kept)
                 confident = probs >= self.prob_needed
-                self._track_best(total.detach(), hard, kept, kept & kept_v & confident)
+                sufficient = kept & kept_v & confident
+                self._track_best(total.detach(), hard, kept, sufficient)
                 if previous is not None:
                     flipped = (hard != previous).float().flatten(1).mean(1)
                     stable = torch.where(flipped <= cfg.stable_tol, stable + 1, torch.zeros_like(stable))
                 previous = hard
                 self._record(terms, total, probs, hard)
-                self._notify(step, terms, total, probs, hard, kept)
+                self._notify(step, terms, total, probs, hard, kept, sufficient)
                 # Done when the mask has settled with the label safe, or when the best mask
                 # has not improved for a while (e.g. a mask stuck empty wastes no more steps).
                 since_best = torch.where(self._improved, torch.zeros_like(since_best), since_best + 1)
@@ -365,7 +370,7 @@ class MaskOptimizer:
             hist.setdefault("prob", []).append(float(probs[i]))
             hist.setdefault("mask_area", []).append(float(area[i]))
 
-    def _notify(self, step, terms, total, probs, hard, kept):
+    def _notify(self, step, terms, total, probs, hard, kept, sufficient):
         if not self.callbacks:
             return
         small = F.interpolate(hard[:1, None], size=self.size, mode="nearest")[0, 0]
@@ -377,6 +382,7 @@ class MaskOptimizer:
             prob=float(probs[0]),
             area=float(hard[0].mean()),
             label_kept=bool(kept[0]),
+            sufficient=bool(sufficient[0]),
         )
         for cb in self.callbacks:
             fn = getattr(cb, "on_step", None)

@@ -43,12 +43,14 @@ class Recorder:
 
 
 def best_so_far(states) -> torch.Tensor:
-    """The mask the explainer promises to keep: label-keeping steps first, then the lowest loss, earliest on ties."""
-    best, best_loss, best_kept = None, float("inf"), False
+    """The mask the explainer promises to keep: sufficient masks first (the smallest), then label-keeping
+    ones, then the rest (the lowest loss); the earliest on ties."""
+    best, best_rank, best_key = None, -1, float("inf")
     for s in states:
-        total = s.losses["total"]
-        if (s.label_kept and not best_kept) or (s.label_kept == best_kept and total < best_loss):
-            best, best_loss, best_kept = s.mask, total, best_kept or s.label_kept
+        rank = int(s.label_kept) + int(s.sufficient)
+        key = s.area if s.sufficient else s.losses["total"]
+        if rank > best_rank or (rank == best_rank and key < best_key):
+            best, best_rank, best_key = s.mask, rank, key
     return best
 
 
@@ -106,7 +108,7 @@ class InterruptOnCall(nn.Module):
         return self.inner(x)
 
 
-@pytest.mark.parametrize("call", [2, 3] + [random.Random(4).randrange(4, STEPS + 2)])
+@pytest.mark.parametrize("call", [3, 4] + [random.Random(4).randrange(5, STEPS + 3)])
 def test_keyboard_interrupt_inside_a_forward_pass(call):
     model = make_tiny().train()
     model.features[4] = InterruptOnCall(model.features[4], call)  # between two tapped layers
@@ -115,8 +117,8 @@ def test_keyboard_interrupt_inside_a_forward_pass(call):
     rec = Recorder()
     with pytest.raises(KeyboardInterrupt):
         ex.explain(image(), progress=False, callbacks=[rec], **options())
-    # Forward 1 reads the image; forward k + 1 is training step k.
-    check_interrupted(ex, model, before, rec, steps_done=call - 2)
+    # Forward 1 reads the image, forward 2 the fill alone; forward k + 2 is training step k.
+    check_interrupted(ex, model, before, rec, steps_done=call - 3)
 
 
 def test_interrupt_before_training_leaves_no_stale_partial():
@@ -125,12 +127,13 @@ def test_interrupt_before_training_leaves_no_stale_partial():
     with pytest.raises(KeyboardInterrupt):
         ex.explain(image(), progress=False, callbacks=[InterruptAt(2)], **options())
     assert ex.last_partial is not None
-    model.features[4] = InterruptOnCall(model.features[4], 1)  # now the very first forward is interrupted
-    before = ModelState.of(model)
-    with pytest.raises(KeyboardInterrupt):
-        ex.explain(image(2), progress=False, **options())
-    assert ex.last_partial is None  # not the previous image's partial result
-    before.assert_same(model)
+    for call in (1, 2):  # the image's forward, then the fill's: both come before training
+        model.features[4] = InterruptOnCall(model.features[4] if call == 1 else model.features[4].inner, call)
+        before = ModelState.of(model)
+        with pytest.raises(KeyboardInterrupt):
+            ex.explain(image(2), progress=False, **options())
+        assert ex.last_partial is None  # not the previous image's partial result
+        before.assert_same(model)
 
 
 # -- two explainers on one model ---------------------------------------------------------
