@@ -227,8 +227,10 @@ class AmortizedExplainer(Explainer):
         # No steps to wait for, so no robustness draws unless asked: they would dominate the time.
         cfg = cfg.replace(**{"robustness_draws": 0, **options})
         if refine:
-            # refine=k is a budget of k steps: no retry from a fuller mask after them.
-            cfg = cfg.replace(steps=int(refine), min_steps=min(cfg.min_steps, int(refine)), retry_area=None)
+            # refine=k is a budget of k steps: no retry from a fuller mask after them, and no warm-up
+            # (that protects a freshly calibrated U-Net; a trained generator starts from a good cut).
+            cfg = cfg.replace(steps=int(refine), min_steps=min(cfg.min_steps, int(refine)), retry_area=None,
+                              warmup=1)
         many = isinstance(image, (list, tuple))
         images = list(image) if many else [image]
         channels = input_channels(self._network)

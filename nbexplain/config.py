@@ -51,6 +51,9 @@ class ExplainConfig:
     steps: int = 120  #: maximum optimisation steps
     lr: float = 0.001  #: Adam (U-Net weights), cosine-decayed to a tenth over `steps`
     pixel_lr: float = 0.05  #: learning rate of the per-pixel logit offset beside the U-Net (0: U-Net only)
+    #: steps over which the learning rates ramp up from zero: Adam's first step moves every weight by
+    #: the full rate, and through the freshly calibrated U-Net that can empty or fill the whole mask at once
+    warmup: int = 20
     min_steps: int = 40  #: never stop before this
     patience: int = 15  #: stop once the mask has been stable (and the label safe) this long
     stable_tol: float = 0.002  #: fraction of mask pixels allowed to flip while "stable"
@@ -87,7 +90,7 @@ class ExplainConfig:
             raise ValueError("ExplainConfig.temperature must be > 0")
         if self.layer_weights is not None and any(w < 0 for w in self.layer_weights):
             raise ValueError("ExplainConfig.layer_weights must be >= 0")
-        _positive_int(self, "steps", "mask_resolution", "unet_width", "unet_depth", "patience")
+        _positive_int(self, "steps", "mask_resolution", "unet_width", "unet_depth", "patience", "warmup")
         _non_negative_int(self, "min_steps", "n_backgrounds", "robustness_draws")
         if not 0 <= self.pixel_lr < 10:
             raise ValueError(f"ExplainConfig.pixel_lr must be in [0, 10), got {self.pixel_lr!r}")
@@ -121,7 +124,7 @@ class ExplainConfig:
 PRESETS: dict[str, dict] = {
     "default": {},
     # Fewer steps, one robustness variant per step, a faster per-pixel offset.
-    "fast": dict(steps=50, min_steps=25, patience=8, n_backgrounds=1, pixel_lr=0.07),
+    "fast": dict(steps=50, min_steps=25, patience=8, n_backgrounds=1, pixel_lr=0.07, warmup=10),
     # Closer to the authors' budget: more steps, all background kinds each step.
     "thorough": dict(steps=300, min_steps=150, patience=40, n_backgrounds=3, pixel_lr=0.03),
 }

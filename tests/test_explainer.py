@@ -280,3 +280,15 @@ def test_a_kept_mask_must_add_evidence_over_the_fill():
                                    unet_width=4)
     assert res.area > 0 and not res.empty_but_kept
     assert res.prob_explanation >= p_fill + 0.5 * (p_x - p_fill)
+
+
+def test_learning_rates_warm_up_then_decay_to_a_tenth():
+    from nbexplain.core.optimize import lr_factor
+
+    cfg = ExplainConfig(steps=100, warmup=10)
+    ramp = [lr_factor(s, cfg) for s in range(10)]
+    assert ramp[0] == pytest.approx(0.1, rel=0.01) and all(a < b for a, b in zip(ramp, ramp[1:]))
+    assert ramp[-1] == pytest.approx(1.0, abs=0.03)  # full rate, just past the top of the cosine
+    assert lr_factor(100, cfg) == pytest.approx(0.1) and lr_factor(500, cfg) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="warmup"):
+        ExplainConfig(warmup=0)

@@ -116,6 +116,13 @@ def calibrate_head(net, head: torch.nn.Conv2d, net_input: torch.Tensor, spread: 
     head.bias.sub_(cut.repeat_interleave(head.bias.shape[0] // n))
 
 
+def lr_factor(step: int, cfg: ExplainConfig) -> float:
+    """A linear warm-up over ``cfg.warmup`` steps, then cosine decay to a tenth over
+    ``cfg.steps``: large early moves find the region, small late ones settle it."""
+    warm = min(1.0, (step + 1) / cfg.warmup)
+    return warm * (0.1 + 0.45 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps)))
+
+
 def total_loss(cfg: ExplainConfig, terms: dict, logits_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The weighted sum of the terms, per image.
 
@@ -178,10 +185,7 @@ class MaskOptimizer:
         if cfg.pixel_lr > 0:
             groups.append({"params": [self.offset], "lr": cfg.pixel_lr})
         self.optim = torch.optim.Adam(groups, lr=cfg.lr)
-        # Cosine decay to a tenth: large early moves find the region, small late ones settle it.
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optim, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
-        )
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optim, lambda s: lr_factor(s, cfg))
         self.best_masks = torch.ones(b, h, w, device=x.device)
         self.best_loss = torch.full((b,), math.inf, device=x.device)
         self.best_kept = torch.zeros(b, dtype=torch.bool, device=x.device)
