@@ -76,12 +76,15 @@ def explain_scenes(zm, scenes, preset: str, repeats: int) -> list[dict]:
         cue = scenes.cue_masks[i] if scenes.cue_masks is not None else None
         if cue is not None and bool(cue.any()):
             # The cue is a few dozen pixels: ask whether the mask keeps more of it than of the object.
-            share = lambda region: int((kept & region).sum()) / int(region.sum())  # noqa: E731
-            row["cue_over_object"] = share(cue) > share(scenes.masks[i])
+            row["cue_over_object"] = _share_kept(kept, cue) > _share_kept(kept, scenes.masks[i])
         out.append(row)
         print(f"[{zm.name} {i + 1}/{len(scenes)}] {row['seconds']:.1f} s  area {row['area']:.3f}  "
               f"object {row['on_object']:.2f}  circuit kept {row['circuit_kept']}", file=sys.stderr, flush=True)
     return out
+
+
+def _share_kept(kept: torch.Tensor, region: torch.Tensor) -> float:
+    return int((kept & region).sum()) / int(region.sum())
 
 
 def explanation_rows(name: str, scenes_name: str, rows: list[dict]) -> list[str]:
