@@ -94,7 +94,8 @@ class ExplainConfig:
         _non_negative_int(self, "min_steps", "n_backgrounds", "robustness_draws")
         if not 0 <= self.pixel_lr < 10:
             raise ValueError(f"ExplainConfig.pixel_lr must be in [0, 10), got {self.pixel_lr!r}")
-        if self.retry_area is not None and not (isinstance(self.retry_area, (int, float)) and 0 < self.retry_area <= 1):
+        retry = self.retry_area
+        if retry is not None and not (isinstance(retry, (int, float)) and not isinstance(retry, bool) and 0 < retry <= 1):
             raise ValueError(f"ExplainConfig.retry_area must be in (0, 1] or None, got {self.retry_area!r}")
         if not 0 < self.lr < 10:
             raise ValueError(f"ExplainConfig.lr must be in (0, 10), got {self.lr!r}")

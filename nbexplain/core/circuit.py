@@ -368,9 +368,9 @@ def _check_feature_maps(acts, layers):
         a = acts.get(name) if isinstance(acts, Mapping) else None
         if isinstance(a, torch.Tensor) and a.dim() in (1, 2):
             raise CircuitUnsupportedError(
-                f"Layer {name!r} outputs {list(a.shape)} per image, not a [C, h, w] feature map (tokens or a pooled vector): "
-                "the circuit readout follows channels of convolutional maps. Tap convolutional layers "
-                "(layers=[...]) to read a circuit."
+                f"Layer {name!r} outputs {list(a.shape)} per image, not a [C, h, w] feature map (tokens or "
+                "a pooled vector): the circuit readout follows channels of convolutional maps. Tap "
+                "convolutional layers (layers=[...]) to read a circuit."
             )
 
 
