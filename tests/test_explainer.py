@@ -294,3 +294,22 @@ def test_learning_rates_warm_up_then_decay_to_a_tenth():
     assert lr_factor(100, cfg) == pytest.approx(0.1) and lr_factor(500, cfg) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="warmup"):
         ExplainConfig(warmup=0)
+
+
+def test_progress_bar_grows_with_a_retried_run():
+    from nbexplain.core.optimize import StepState
+    from nbexplain.core.progress import ProgressBar
+
+    import io
+
+    bar = ProgressBar(file=io.StringIO())
+    bar.on_start({"total_steps": 6, "target_name": "x"})
+
+    def step(n, total):
+        return StepState(step=n, total_steps=total, losses={}, mask=torch.zeros(2, 2), prob=0.5, area=0.5,
+                         label_kept=True)
+
+    bar.on_step(step(6, 6))
+    bar.on_step(step(9, 12))  # the retry numbers its steps after the first run's
+    assert (bar.bar.n, bar.bar.total) == (9, 12)
+    bar.on_end({})

@@ -17,6 +17,8 @@ class ProgressBar:
 
     def on_step(self, state) -> None:
         if self.bar is not None:
+            if state.total_steps > self.bar.total:  # a retried run continues past the first budget
+                self.bar.total = state.total_steps
             self.bar.update(state.step - self.bar.n)
             self.bar.set_postfix(p=f"{state.prob:.3f}", area=f"{state.area:.1%}", refresh=False)
 
