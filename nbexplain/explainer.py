@@ -151,7 +151,7 @@ class Explainer:
             fill = make_fill(x, cfg.fill, self.normalization)
             opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
                                 callbacks, net=None if mask_net is None else mask_net(target, acts_x))
-            info = self._start_info(x, target, cfg, opt)
+            info = self._start_info(x, target, fill, cfg, opt)
             _call(callbacks, "on_start", info)
             try:
                 if mask_net is not None:
@@ -195,12 +195,14 @@ class Explainer:
             out.append(t)
         return torch.tensor(out, device=logits_x.device)
 
-    def _start_info(self, x, target, cfg, opt) -> dict:
+    def _start_info(self, x, target, fill, cfg, opt) -> dict:
         from .explanation import to_display
 
         t = int(target[0])
         name = self.labels[t] if self.labels and t < len(self.labels) else f"class {t}"
         return {"total_steps": cfg.steps, "input": x[0].detach().cpu(), "image": to_display(x[0], self.normalization),
+                # Without a known normalisation the display is scaled per image, so the fill's true colour is unknown.
+                "fill_image": to_display(fill[0], self.normalization) if self.normalization is not None else None,
                 "target": t, "target_name": name, "mask_shape": opt.size}
 
     def _finish(self, opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted) -> list[Explanation]:

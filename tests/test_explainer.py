@@ -189,6 +189,7 @@ def test_callbacks_receive_start_steps_and_end(tiny, image):
 
     res = Explainer(tiny, layers=LAYERS).explain(image, progress=False, callbacks=[Cb()], **fast_options())
     assert seen["start"]["total_steps"] == 6 and seen["start"]["image"].shape == (32, 32, 3)
+    assert seen["start"]["fill_image"].shape == (32, 32, 3)  # the mean colour, for the live view
     assert [s.step for s in seen["steps"]] == list(range(1, res.steps + 1))
     st = seen["steps"][-1]
     assert st.mask.shape == (16, 16) and set(st.mask.unique().tolist()) <= {0.0, 1.0}

@@ -347,7 +347,7 @@ def test_from_result_gives_complete_state_that_survives_the_wire(recording, cloc
     w = ExplanationWidget.from_result(res, clock=clock)
     state, paths, buffers = _remove_buffers(w.get_state())
     json.dumps(state, allow_nan=False)
-    assert {tuple(p) for p in paths} == {("image",), ("mask",), ("explanation",)}
+    assert {tuple(p) for p in paths} == {("image",), ("mask",), ("explanation",), ("fill_image",)}
     byte_state = dict(zip([p[0] for p in paths], buffers))
     h, wd = state["image_shape"]
     assert len(byte_state["image"]) == h * wd * 3
@@ -614,3 +614,14 @@ def test_widget_ships_its_bundle():
     assert "export" in esm and "render" in esm and "bundle is missing" not in esm
     cdn = re.findall(r"""(?:\bfrom|\bimport)\s*\(?\s*["']https?://""", esm)
     assert not cdn, "no CDN imports: users are often offline"
+
+
+def test_live_frames_get_the_fill_so_they_look_like_the_scored_explanation(clock):
+    w = make_widget(clock)
+    info = start_info(h=4, w=6)
+    w.on_start({**info, "fill_image": np.full((4, 6, 3), 0.5, dtype=np.float32)})
+    assert len(w.fill_image) == 4 * 6 * 3 and set(w.fill_image) == {128}
+    w.on_start({**info, "fill_image": np.zeros((5, 5, 3), dtype=np.float32)})  # not the image's size: unused
+    assert w.fill_image == b""
+    w.on_start(info)  # no fill known (unknown normalisation): the front end draws removed pixels black
+    assert w.fill_image == b""

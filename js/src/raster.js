@@ -44,19 +44,25 @@ export function mapToRgba(values, lut = null) {
 }
 
 /**
- * The image times the mask: the mask (any resolution) is scaled to the image by
- * nearest neighbour, like the core scales the working mask up to the input.
+ * The explanation as the model sees it: the image where the mask keeps pixels, the
+ * fill (what removed pixels become; black without one) elsewhere. The mask (any
+ * resolution) is scaled to the image by nearest neighbour, like the core scales the
+ * working mask up to the input.
  * @param {Uint8Array} rgb image bytes, width*height*3
  * @param {number} width
  * @param {number} height
  * @param {Uint8Array} mask 0..255, maskWidth*maskHeight
  * @param {number} maskWidth
  * @param {number} maskHeight
+ * @param {Uint8Array | null} [fill] fill bytes, width*height*3
  * @returns {Uint8ClampedArray} RGBA
  */
-export function maskedRgba(rgb, width, height, mask, maskWidth, maskHeight) {
+export function maskedRgba(rgb, width, height, mask, maskWidth, maskHeight, fill = null) {
   if (mask.length !== maskWidth * maskHeight) {
     throw new Error(`expected ${maskWidth * maskHeight} mask bytes, got ${mask.length}`);
+  }
+  if (fill && fill.length !== width * height * 3) {
+    throw new Error(`expected ${width * height * 3} fill bytes, got ${fill.length}`);
   }
   const out = rgbToRgba(rgb, width, height);
   const cols = new Int32Array(width);
@@ -66,9 +72,8 @@ export function maskedRgba(rgb, width, height, mask, maskWidth, maskHeight) {
     for (let x = 0; x < width; x++) {
       const m = mask[row + cols[x]] / 255;
       const j = (y * width + x) * 4;
-      out[j] *= m;
-      out[j + 1] *= m;
-      out[j + 2] *= m;
+      const k = (y * width + x) * 3;
+      for (let c = 0; c < 3; c++) out[j + c] = out[j + c] * m + (fill ? fill[k + c] * (1 - m) : 0);
     }
   }
   return out;

@@ -105,7 +105,10 @@ export function render({ model, el }) {
     paint(canvases.mask, mapToRgba(mask), width, height);
     const img = image();
     if (img) {
-      paint(canvases.explanation, maskedRgba(img.bytes, img.width, img.height, mask, width, height), img.width, img.height);
+      const fill = toBytes(model.get("fill_image"));
+      const rgba = maskedRgba(img.bytes, img.width, img.height, mask, width, height,
+        fill.length === img.bytes.length ? fill : null);
+      paint(canvases.explanation, rgba, img.width, img.height);
     }
   }
 

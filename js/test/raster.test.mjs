@@ -51,3 +51,13 @@ test("maskedRgba with a soft mask scales the pixel", () => {
   assert.deepEqual([...out], [40, 20, 10, 255]);
   assert.throws(() => maskedRgba(new Uint8Array(3), 1, 1, new Uint8Array(2), 1, 1), /mask bytes/);
 });
+
+test("maskedRgba puts the fill where pixels are removed, blending a soft mask", () => {
+  const rgb = new Uint8Array([200, 100, 50, 200, 100, 50]);
+  const fill = new Uint8Array([10, 20, 30, 10, 20, 30]);
+  const out = maskedRgba(rgb, 2, 1, new Uint8Array([255, 0]), 2, 1, fill);
+  assert.deepEqual([...out], [200, 100, 50, 255, 10, 20, 30, 255]);
+  const half = maskedRgba(rgb.subarray(0, 3), 1, 1, new Uint8Array([51]), 1, 1, fill.subarray(0, 3));
+  assert.deepEqual([...half], [48, 36, 34, 255]);
+  assert.throws(() => maskedRgba(rgb, 2, 1, new Uint8Array(2), 2, 1, new Uint8Array(3)), /fill bytes/);
+});

@@ -79,6 +79,8 @@ class ExplanationWidget(anywidget.AnyWidget):
     # Pictures: raw uint8 bytes (RGB row-major for images) plus their [h, w].
     image = traitlets.Bytes(b"").tag(sync=True)
     image_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    #: what removed pixels become (RGB uint8, image-sized), so live frames look like the scored explanation
+    fill_image = traitlets.Bytes(b"").tag(sync=True)
     mask = traitlets.Bytes(b"").tag(sync=True)
     mask_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
     explanation = traitlets.Bytes(b"").tag(sync=True)
@@ -132,6 +134,10 @@ class ExplanationWidget(anywidget.AnyWidget):
             self.target_name = str(info.get("target_name") or self._label(target) or "")
             if info.get("image") is not None:
                 self._set_image(info["image"])
+            self.fill_image = b""
+            if info.get("fill_image") is not None:
+                fill, shape = image_to_rgb_uint8(info["fill_image"])
+                self.fill_image = fill if shape == self.image_shape else b""
             self.mask, self.mask_shape = b"", [0, 0]
             self.explanation, self.explanation_shape = b"", [0, 0]
             self.history, self.circuit, self.circuit_original = {}, {}, {}

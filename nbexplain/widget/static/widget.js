@@ -177,9 +177,12 @@ function mapToRgba(values, lut = null) {
   }
   return out;
 }
-function maskedRgba(rgb, width, height, mask, maskWidth, maskHeight) {
+function maskedRgba(rgb, width, height, mask, maskWidth, maskHeight, fill2 = null) {
   if (mask.length !== maskWidth * maskHeight) {
     throw new Error(`expected ${maskWidth * maskHeight} mask bytes, got ${mask.length}`);
+  }
+  if (fill2 && fill2.length !== width * height * 3) {
+    throw new Error(`expected ${width * height * 3} fill bytes, got ${fill2.length}`);
   }
   const out = rgbToRgba(rgb, width, height);
   const cols = new Int32Array(width);
@@ -189,9 +192,8 @@ function maskedRgba(rgb, width, height, mask, maskWidth, maskHeight) {
     for (let x = 0; x < width; x++) {
       const m = mask[row + cols[x]] / 255;
       const j = (y * width + x) * 4;
-      out[j] *= m;
-      out[j + 1] *= m;
-      out[j + 2] *= m;
+      const k = (y * width + x) * 3;
+      for (let c = 0; c < 3; c++) out[j + c] = out[j + c] * m + (fill2 ? fill2[k + c] * (1 - m) : 0);
     }
   }
   return out;
@@ -953,7 +955,17 @@ function render({ model, el }) {
     paint(canvases.mask, mapToRgba(mask), width, height);
     const img = image();
     if (img) {
-      paint(canvases.explanation, maskedRgba(img.bytes, img.width, img.height, mask, width, height), img.width, img.height);
+      const fill2 = toBytes(model.get("fill_image"));
+      const rgba = maskedRgba(
+        img.bytes,
+        img.width,
+        img.height,
+        mask,
+        width,
+        height,
+        fill2.length === img.bytes.length ? fill2 : null
+      );
+      paint(canvases.explanation, rgba, img.width, img.height);
     }
   }
   function drawSettledPictures() {
