@@ -145,19 +145,22 @@ class MaskOptimizer:
     image, the best mask of any step (see ``_track_best``).
 
     ``start_share`` is the share of the mask that is on at the start;
-    ``step_offset`` shifts the step numbers that callbacks see (for a retry
-    that continues a run).
+    ``step_offset`` shifts the step numbers that callbacks see, and ``prob_fill``
+    (the target's probability on the fill alone, computed if not given) saves a
+    forward pass (both for a retry that continues a run).
     """
 
     def __init__(self, model, taps: Taps, layers, x, target, acts_x, logits_x, fill, cfg, seed, callbacks=(),
-                 net=None, start_share: float = 0.5, step_offset: int = 0):
+                 net=None, start_share: float = 0.5, step_offset: int = 0, prob_fill=None):
         self.model, self.taps, self.layers = model, taps, layers
         self.x, self.target, self.fill, self.cfg = x, target, fill, cfg
         self.acts_x, self.logits_x = acts_x, logits_x
         self.prob_x = logits_x.softmax(1).gather(1, target[:, None])[:, 0]
-        with torch.no_grad():
-            prob_fill = model(fill).softmax(1).gather(1, target[:, None])[:, 0]
-            taps.reset()  # the fill's activations are not needed
+        if prob_fill is None:
+            with torch.no_grad():
+                prob_fill = model(fill).softmax(1).gather(1, target[:, None])[:, 0]
+                taps.reset()  # the fill's activations are not needed
+        self.prob_fill = prob_fill
         # A kept mask must recover at least keep_ratio of what the image adds to the target's
         # probability over the fill alone. Measured from zero instead, a model that already
         # gives the target to a blank image would be "explained" by an empty mask.
@@ -188,7 +191,6 @@ class MaskOptimizer:
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optim, lambda s: lr_factor(s, cfg))
         self.best_masks = torch.ones(b, h, w, device=x.device)
         self.best_loss = torch.full((b,), math.inf, device=x.device)
-        self.best_kept = torch.zeros(b, dtype=torch.bool, device=x.device)
         self.best_rank = torch.zeros(b, dtype=torch.long, device=x.device)
         self.history: list[dict[str, list[float]]] = [{} for _ in range(b)]
         self.steps_run = 0
@@ -281,9 +283,8 @@ class MaskOptimizer:
         """Optimise; then, if ``cfg.retry_area`` is set, train the images whose masks never kept
         the label once more, from a mask that keeps most of the image.
 
-        From the half-on start about one run in ten (on the bundled models) never keeps the
-        label: the random half mask has already lost it, and the mask empties or stalls
-        instead of finding the object. From a nearly full mask the label holds at the start
+        From the half-on start a few runs never keep the label: the random half mask has
+        already lost it, and the mask empties or stalls instead of finding the object. From a nearly full mask the label holds at the start
         and the mask shrinks only while it holds (the area pressure is gated by the label).
         The half-on start stays the first try: on the runs that succeed it finds tighter masks.
         """
@@ -298,7 +299,7 @@ class MaskOptimizer:
             self.model, self.taps, self.layers, self.x[rows], self.target[rows],
             {k: v[rows] for k, v in self.acts_x.items()}, self.logits_x[rows], self.fill[rows], self.cfg,
             self.seed + 1_000_003, self.callbacks if shows_first else (), start_share=self.cfg.retry_area,
-            step_offset=self.steps_run,
+            step_offset=self.steps_run, prob_fill=self.prob_fill[rows],
         )
         try:
             again._optimise()
@@ -311,7 +312,6 @@ class MaskOptimizer:
                 if better[j]:
                     self.best_masks[i] = again.best_masks[j]
                     self.best_loss[i], self.best_rank[i] = again.best_loss[j], again.best_rank[j]
-            self.best_kept = self.best_rank > 0
             self.steps_run += again.steps_run
 
     def _optimise(self) -> None:
@@ -363,7 +363,6 @@ class MaskOptimizer:
         self.best_masks[better] = hard[better]
         self.best_loss = torch.where(better, key, self.best_loss)
         self.best_rank = torch.maximum(self.best_rank, rank)
-        self.best_kept = self.best_rank > 0
 
     def _record(self, terms, total, probs, hard):
         area = hard.flatten(1).mean(1)
