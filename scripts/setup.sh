@@ -13,7 +13,7 @@ stamp=.venv/.nbexplain-installed
 want=$(cat pyproject.toml js/package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[test]"
+  .venv/bin/python -m pip install --quiet -e ".[test,examples]"
   if command -v npm >/dev/null 2>&1 && [ -f js/package.json ]; then
     (cd js && npm ci --silent --no-audit --no-fund)
   fi

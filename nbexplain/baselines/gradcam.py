@@ -10,34 +10,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attribution import Attribution
-from ..core.taps import borrowed, is_resnet, unwrap_model
+from ..core.taps import borrowed, unwrap_model
 from ._common import gradients_on, model_batch, resolve_target
 
 
 def default_gradcam_layer(model: nn.Module) -> str:
-    """The layer Grad-CAM reads by default: the last convolutional stage.
+    """The layer Grad-CAM reads by default: the model's deepest spatial feature map.
 
-    ``layer4`` for torchvision-style ResNets.  Otherwise the child module that
-    holds the model's last ``Conv2d`` (after stepping through wrappers with a
-    single child), e.g. ``features`` for VGG / MobileNet / EfficientNet, or the
-    last convolution itself in a flat ``nn.Sequential``.
+    Found by the same probe forward as the explainer's automatic layers
+    (``nbexplain.core.layer_choice``): the module that finishes last among those that
+    run once and return a channels-first map, e.g. ``layer4`` for torchvision ResNets,
+    ``features`` for VGG and MobileNet, the head's BatchNorm for ``efficientnet_pytorch``.
     """
+    from ..core.layer_choice import probe_feature_maps
+
     model = unwrap_model(model)
-    if is_resnet(model):
-        return "layer4"
-    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
+    maps = probe_feature_maps(model)
+    if not maps:
         raise ValueError(
-            f"{type(model).__name__} has no Conv2d layer, so Grad-CAM has no default layer; "
+            f"{type(model).__name__} has no spatial feature map that Grad-CAM could read; "
             "pass layer='name' with a module name from model.named_modules()"
         )
-    parts = convs[-1].split(".")
-    node, depth = model, 0
-    # Step through single-child wrappers so the chosen module is a stage, not the whole network.
-    while depth < len(parts) - 1 and len(list(node.children())) == 1:
-        node = getattr(node, parts[depth])
-        depth += 1
-    return ".".join(parts[: depth + 1])
+    return maps[-1].name
 
 
 def gradcam(model: nn.Module, x: torch.Tensor, target=None, layer=None) -> Attribution:

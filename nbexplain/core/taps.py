@@ -29,65 +29,26 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def is_resnet(model: nn.Module) -> bool:
-    return all(hasattr(model, n) for n in ("conv1", "bn1", "relu", "layer1", "layer2", "layer3", "layer4", "fc"))
-
-
-ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish)
-
-
 def default_layers(model: nn.Module) -> list[str]:
-    """Stem ReLU and layer1..layer4 for ResNets; otherwise up to five evenly spaced
-    candidates of ``layer_candidates``; or a clear error."""
-    if is_resnet(model):
-        return ["relu", "layer1", "layer2", "layer3", "layer4"]
-    candidates = layer_candidates(model)
-    if not candidates:
-        raise LayerError(
-            f"cannot choose layers automatically for {type(model).__name__}: it has no convolution "
-            "followed by an activation module or a BatchNorm. Pass layers=['name', ...] with module names "
-            "from model.named_modules()."
-        )
-    if len(candidates) <= 5:
-        return candidates
-    idx = [round(i * (len(candidates) - 1) / 4) for i in range(5)]
-    return [candidates[i] for i in sorted(set(idx))]
+    """Up to five stage outputs spread over the depth, chosen from a probe forward (see
+    ``nbexplain.core.layer_choice``); for models without spatial feature maps, the
+    activations of their token MLPs; or a clear error."""
+    from .layer_choice import probe_feature_maps, spread, stage_outputs, token_candidates
 
-
-def layer_candidates(model: nn.Module) -> list[str]:
-    """Modules whose outputs are feature maps worth matching, in definition order.
-
-    Only modules after the first convolution count. Activation modules in the
-    convolutional trunk (the last weighted layer before them is a convolution); failing
-    those, activations after Linear layers (vision transformers: a patch convolution,
-    then MLPs over tokens); failing those, BatchNorm2d after a convolution
-    (models that apply their activations as functions, like GoogLeNet and Inception).
-    Skipped: modules registered under several names, activations after an adaptive
-    pooling of their own parent (squeeze-and-excitation gates see 1x1 maps), and
-    auxiliary classifier branches (``aux*``: they run only in training).
-    """
-    names_of: dict[int, int] = {}
-    for _, module in model.named_modules(remove_duplicate=False):
-        names_of[id(module)] = names_of.get(id(module), 0) + 1
-    trunk, tokens, norms = [], [], []
-    last_weighted, seen_conv, pooled_parents = None, False, set()
-    for name, module in model.named_modules():
-        parent = name.rpartition(".")[0]
-        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and parent:
-            pooled_parents.add(parent)
-        if isinstance(module, nn.Conv2d):
-            last_weighted, seen_conv = "conv", True
-        elif isinstance(module, nn.Linear):
-            last_weighted = "linear"
-        usable = (name and names_of[id(module)] == 1 and parent not in pooled_parents
-                  and not any(part.lower().startswith("aux") for part in name.split(".")))
-        if not usable or not seen_conv:
-            continue
-        if isinstance(module, ACTIVATIONS):
-            (trunk if last_weighted == "conv" else tokens).append(name)
-        elif isinstance(module, nn.BatchNorm2d) and last_weighted == "conv":
-            norms.append(name)
-    return trunk or tokens or norms
+    maps = probe_feature_maps(model)
+    if maps:
+        chosen = stage_outputs(maps)
+        if len(chosen) < 3:  # few resolutions: add maps spread over the depth
+            chosen = sorted(set(chosen) | set(spread(maps)), key=lambda f: f.order)
+        return [f.name for f in spread(chosen)]
+    tokens = token_candidates(model)
+    if tokens:
+        return spread(tokens)
+    raise LayerError(
+        f"cannot choose layers automatically for {type(model).__name__}: a probe forward found no module that "
+        "runs once and returns a feature map [batch, channels, height, width]. Pass layers=['name', ...] with "
+        "module names from model.named_modules()."
+    )
 
 
 def resolve_layers(model: nn.Module, layers) -> list[str]:

