@@ -492,6 +492,26 @@ class Gated(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class Mixer(nn.Module):
+    """A block mixing positions with an einsum between the taps: the walk cannot read it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.relu1 = nn.Conv2d(3, 4, 3), nn.ReLU()
+        self.block = MixerBlock()
+        self.conv2, self.relu2 = nn.Conv2d(4, 4, 1), nn.ReLU()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.block(self.relu1(self.conv1(x)))
+        return self.fc(self.relu2(self.conv2(x)).mean((2, 3)))
+
+
+class MixerBlock(nn.Module):
+    def forward(self, x):
+        return torch.einsum("nchw,nhw->nchw", x, x.mean(1))
+
+
 class Reused(nn.Module):
     def __init__(self):
         super().__init__()
@@ -509,7 +529,7 @@ def test_shared_activation_module_between_taps_is_walked_in_call_order():
 
 @pytest.mark.parametrize("model, layers, message", [
     (Branchy(), ["relu"], "torch.fx could not trace"),
-    (Gated(), ["relu1", "relu2"], "gating"),
+    (Mixer(), ["relu1", "relu2"], r"mean\(\) in module 'block' \(MixerBlock\)"),
     (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.GroupNorm(2, 4), nn.Conv2d(4, 4, 1), nn.ReLU(),
                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)), ["1", "4"], "GroupNorm"),
     (Reused(), ["relu"], "runs 2 times"),

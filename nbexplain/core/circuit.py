@@ -48,6 +48,7 @@ from .circuit_walk import (
     CircuitUnsupportedError,
     evaluate_head,
     head_transfer,
+    record,
     trace_model,
     transfer_matrix,
 )
@@ -206,7 +207,7 @@ def read_circuit(model, layers, acts, target, acts_other=None, config=None, labe
     if inputs is not None:
         inputs = _check_inputs(inputs)
 
-    walk = trace_model(model, layers)
+    walk = record(trace_model(model, layers), inputs=inputs, acts=None if inputs is not None else acts)
     last = layers[-1]
     energies = {name: channel_energy(acts[name], config.energy) for name in layers}
     energies_other = ({name: channel_energy(acts_other[name], config.energy) for name in layers}
