@@ -270,8 +270,11 @@ def test_vgg_like_sequential_cnn_with_flatten_head():
                                rtol=1e-5, atol=1e-6)
     x = torch.randn(3, 8, 8)
     acts, logits = record_acts(model, ["1", "4"], x)
-    c = read_circuit(model, ["1", "4"], acts, target=int(logits.argmax()), inputs=x)
+    c = read_circuit(model, ["1", "4"], acts, target=int(logits.argmax()), inputs=x,
+                     config=CircuitConfig(sizing="fixed"))
     assert c.size == 2 + 3
+    sized = read_circuit(model, ["1", "4"], acts, target=int(logits.argmax()), inputs=x)
+    assert sized.sizing is not None and sized.validate(repeats=0).kept_circuit
 
 
 # ----------------------------------------------------------------------------- node selection

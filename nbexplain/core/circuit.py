@@ -43,7 +43,15 @@ import torch
 
 from .circuit_compare import CircuitComparison, compare_circuits
 from .circuit_config import ENERGIES, CircuitConfig, check_choice
-from .circuit_validate import CircuitValidation, eval_mode, model_device_dtype, validate_circuit
+from .circuit_validate import (
+    CircuitValidation,
+    Sizing,
+    channel_relevance,
+    decision_sizes,
+    eval_mode,
+    model_device_dtype,
+    validate_circuit,
+)
 from .circuit_walk import (
     CircuitUnsupportedError,
     evaluate_head,
@@ -81,7 +89,7 @@ class Circuit:
     """
 
     def __init__(self, *, target, target_name, source, layers, nodes, edges, energies,
-                 energies_other=None, config=None, model=None, inputs=None):
+                 energies_other=None, config=None, model=None, inputs=None, sizing=None):
         self.target = int(target)
         self.target_name = target_name
         self.source = source
@@ -94,10 +102,12 @@ class Circuit:
         self._model = model
         self._inputs = inputs
         self._graph = None
+        self.sizing: Sizing | None = sizing
+        """How the decision-sized circuit was found (None for a fixed budget)."""
 
     @property
     def channels(self) -> dict[str, tuple[int, ...]]:
-        """The circuit's channels per tapped layer, most energetic first."""
+        """The circuit's channels per tapped layer, most relevant (decision sizing) or energetic first."""
         out = {name: [] for name in self.layers}
         for node in self.nodes:
             if node["kind"] == "channel":
@@ -129,7 +139,7 @@ class Circuit:
 
     def to_dict(self) -> dict:
         """Plain, JSON-serialisable dict in the project's circuit schema."""
-        return {
+        out = {
             "target": self.target,
             "target_name": self.target_name,
             "source": self.source,
@@ -137,6 +147,9 @@ class Circuit:
             "nodes": [dict(n) for n in self.nodes],
             "edges": [dict(e) for e in self.edges],
         }
+        if self.sizing is not None:
+            out["sizing"] = self.sizing.to_dict()
+        return out
 
     def to_json(self, **kwargs) -> str:
         """``json.dumps(self.to_dict(), **kwargs)``."""
@@ -212,14 +225,20 @@ def read_circuit(model, layers, acts, target, acts_other=None, config=None, labe
     energies = {name: channel_energy(acts[name], config.energy) for name in layers}
     energies_other = ({name: channel_energy(acts_other[name], config.energy) for name in layers}
                       if acts_other is not None else None)
-    selected = {
-        name: _top_channels(energies[name], config.nodes_for(name, len(energies[name]), name == last))
-        for name in layers
-    }
-
     logits = _logits(model, walk, last, acts[last], inputs)
     n_classes = logits.numel()
     target = _check_target(target, n_classes)
+    sizing, relevance = None, None
+    if config.sizing == "decision" and inputs is not None and config.nodes_per_layer is None:
+        relevance = channel_relevance(model, layers, inputs, target, config.validate_fill)
+        orders = {name: _top_channels(relevance[name], len(relevance[name])) for name in layers}
+        sizing = decision_sizes(model, layers, orders, inputs, target=target, fill=config.validate_fill)
+        selected = {name: orders[name][:sizing.sizes[name]] for name in layers}
+    else:
+        selected = {
+            name: _top_channels(energies[name], config.nodes_for(name, len(energies[name]), name == last))
+            for name in layers
+        }
     if labels is not None:
         labels = list(labels)
         if len(labels) != n_classes:
@@ -257,6 +276,8 @@ def read_circuit(model, layers, acts, target, acts_other=None, config=None, labe
             nodes.append({"id": f"{name}:{ch}", "kind": "channel", "layer": name, "layer_index": index,
                           "channel": ch, "energy": float(energies[name][ch]),
                           "energy_original": on_original, "energy_explanation": on_explanation})
+            if relevance is not None:
+                nodes[-1]["relevance"] = float(relevance[name][ch])
     for k in classes:
         nodes.append({"id": f"class:{k}", "kind": "class", "class": k,
                       "name": name_of(k),
@@ -264,7 +285,7 @@ def read_circuit(model, layers, acts, target, acts_other=None, config=None, labe
 
     return Circuit(target=target, target_name=name_of(target), source=source, layers=layers, nodes=nodes,
                    edges=edges, energies=energies, energies_other=energies_other, config=config, model=model,
-                   inputs=inputs)
+                   inputs=inputs, sizing=sizing)
 
 
 def _top_channels(energy: torch.Tensor, k: int) -> list[int]:

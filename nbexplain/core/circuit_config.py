@@ -14,6 +14,13 @@ ENERGIES = ("l2", "mean", "max")
 class CircuitConfig:
     """Settings of the circuit readout and of its causal check.
 
+    sizing: ``"decision"`` (default): when the input is known and ``nodes_per_layer`` is
+        None, each layer keeps the fewest channels - ranked by relevance to the target
+        (activation x gradient of its logit) - with which the circuit alone still keeps
+        the target in ``validate()``'s own ablation test (see
+        ``circuit_validate.decision_sizes``); the size follows what the decision needs.
+        ``"fixed"``: the ``nodes_per_layer`` budget below, channels ranked by energy.
+        Without an input, or with ``nodes_per_layer`` given, the budget applies.
     nodes_per_layer: channels kept per tapped layer: an int for every layer, a mapping
         ``{layer: int}`` (missing layers use the automatic rule), or None for the
         automatic rule ``min(cap, ceil(max_node_fraction * C))`` with cap
@@ -32,6 +39,7 @@ class CircuitConfig:
     validate_seed: seed of those draws.
     """
 
+    sizing: str = "decision"
     nodes_per_layer: int | Mapping[str, int] | None = None
     max_nodes_early: int = 24
     max_nodes_last: int = 32
@@ -61,6 +69,7 @@ class CircuitConfig:
         _check_count("validate_seed", self.validate_seed, minimum=0)
         if not (isinstance(self.max_node_fraction, (int, float)) and 0 < self.max_node_fraction <= 1):
             raise ValueError(f"max_node_fraction must be in (0, 1], got {self.max_node_fraction!r}.")
+        check_choice("sizing", self.sizing, ("decision", "fixed"))
         check_choice("energy", self.energy, ENERGIES)
         check_choice("transfer_norm", self.transfer_norm, ("max", "none"))
         check_choice("validate_fill", self.validate_fill, ("zero", "mean"))

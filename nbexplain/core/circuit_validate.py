@@ -16,6 +16,7 @@ blind spot and is the default.
 
 from __future__ import annotations
 
+import math
 import statistics
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -174,16 +175,7 @@ def validate_circuit(model, layers, channels, inputs, *, target, target_name=Non
         )
         variants = [{name: tuple(channels[name]) for name in layers}, {name: () for name in layers}]
         variants += list(random_sets)
-        # BatchNorm without running statistics normalises over the batch: variants must then run alone.
-        step = 1 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is None
-                        for m in model.modules()) else _CHUNK
-        probs = []
-        for start in range(0, len(variants), step):
-            chunk = variants[start:start + step]
-            keep = {name: _keep_mask([v[name] for v in chunk], totals[name]) for name in layers}
-            logits = ablation.run(x.expand(len(chunk), *x.shape[1:]), keep)
-            probs.append(torch.softmax(logits.double(), dim=1).cpu())
-        probs = torch.cat(probs)
+        probs = _run_variants(model, ablation, x, layers, totals, variants)
 
     predicted = probs.argmax(dim=1).tolist()
     target_probs = probs[:, target].tolist()
@@ -196,6 +188,160 @@ def validate_circuit(model, layers, channels, inputs, *, target, target_name=Non
         random_probs=tuple(target_probs[2:]), random_predicted=tuple(predicted[2:]),
         random_sets=random_sets, seed=seed,
     )
+
+
+def _run_variants(model, ablation, x, layers, totals, variants):
+    """Target-class-agnostic softmax ``[len(variants), classes]``; a variant is ``{layer: kept channels}``
+    (a layer missing from it keeps every channel)."""
+    # BatchNorm without running statistics normalises over the batch: variants must then run alone.
+    step = 1 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is None
+                    for m in model.modules()) else _CHUNK
+    probs = []
+    for start in range(0, len(variants), step):
+        chunk = variants[start:start + step]
+        keep = {name: _keep_mask([v.get(name, range(totals[name])) for v in chunk], totals[name])
+                for name in layers}
+        logits = ablation.run(x.expand(len(chunk), *x.shape[1:]), keep)
+        probs.append(torch.softmax(logits.double(), dim=1).cpu())
+    return torch.cat(probs)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How a decision-sized circuit was found (see :func:`decision_sizes`)."""
+
+    sizes: dict
+    totals: dict
+    kept: bool
+    forwards: int
+
+    @property
+    def share(self) -> float:
+        return sum(self.sizes.values()) / max(1, sum(self.totals.values()))
+
+    def to_dict(self) -> dict:
+        return {"mode": "decision", "sizes": dict(self.sizes), "totals": dict(self.totals),
+                "kept": self.kept, "share": self.share, "forwards": self.forwards}
+
+
+def _grid(n):
+    """Candidate channel counts for a layer of ``n`` channels: 1 to n in steps of sqrt(2)."""
+    ks, f = set(), 1.0
+    while f * n >= 1:
+        ks.add(max(1, math.ceil(f * n)))
+        f /= math.sqrt(2)
+    ks.add(1)
+    return sorted(ks)
+
+
+def decision_sizes(model, layers, orders, inputs, *, target, fill="zero") -> Sizing:
+    """The fewest channels per layer whose circuit alone keeps ``target`` as the top class.
+
+    ``orders``: ``{layer: channel indices, best first}``; the circuit keeps a prefix of
+    each. The test is :func:`validate_circuit`'s own (keep those channels at every tapped
+    layer, fill the rest, run the input, see whether ``target`` is still the top class).
+    The search, one single-image forward pass per test:
+
+    1. each layer alone (the other layers unablated): the smallest prefix, on a sqrt(2)
+       grid of counts, that keeps the target, found by bisection - what the decision
+       needs at that layer at least;
+    2. all layers together: those counts grown by a common factor (1, 1.25, 1.5, 2, 3,
+       4, 6, 8, 16, then everything), the smallest that keeps the target, by bisection.
+
+    Layers are not shrunk further once together: with a later layer ablated, the kept
+    channels there can carry the decision on their biases alone, which would make the
+    earlier layers look unneeded.
+    Only tested sizes are returned, so the result always passes the test (bisection
+    assumes that more channels do not hurt; where they do, the result is merely not the
+    smallest). If even the unablated input is not classified as ``target``, every
+    channel is kept and ``kept`` is False.
+    """
+    if fill not in ("zero", "mean"):
+        raise ValueError(f"fill must be 'zero' or 'mean', got {fill!r}.")
+    layers = tuple(layers)
+    device, dtype = model_device_dtype(model)
+    x = inputs[0] if inputs.dim() == 4 else inputs
+    x = x.detach().to(device=device, dtype=dtype)[None]
+    ablation = _Ablation(model, layers, fill)
+    forwards = 0
+
+    def keeps(sizes):
+        nonlocal forwards
+        forwards += 1
+        variant = {name: tuple(orders[name][:k]) for name, k in sizes.items()}
+        probs = _run_variants(model, ablation, x, layers, totals, [variant])
+        return int(probs[0].argmax()) == int(target)
+
+    def smallest(candidates, test):
+        """Smallest candidate passing ``test`` by bisection; the last one is known to pass."""
+        lo, hi = 0, len(candidates) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if test(candidates[mid]):
+                hi = mid
+            else:
+                lo = mid + 1
+        return candidates[hi]
+
+    with ablation, eval_mode(model), torch.no_grad():
+        clean = ablation.run(x, None)
+        forwards += 1
+        totals = dict(ablation.channel_counts)
+        if int(clean.argmax()) != int(target):
+            return Sizing(dict(totals), dict(totals), False, forwards)
+        single = {}
+        for name in layers:
+            grid = _grid(totals[name])
+            single[name] = smallest(grid, lambda k: k == totals[name] or keeps({name: k}))
+        factors = [1, 1.25, 1.5, 2, 3, 4, 6, 8, 16, math.inf]
+
+        def grown(f):
+            return {n: totals[n] if f == math.inf else min(totals[n], math.ceil(single[n] * f)) for n in layers}
+
+        sizes = grown(smallest(factors, lambda f: f == math.inf or keeps(grown(f))))
+    return Sizing({n: int(sizes[n]) for n in layers}, totals, True, forwards)
+
+
+def channel_relevance(model, layers, inputs, target, fill="zero") -> dict:
+    """``{layer: [C]}``: first-order estimate of what filling each channel costs the target's logit.
+
+    ``sum over positions of (a - fill(a)) * d logit / d a``, with ``a`` the tapped
+    activation on ``inputs`` and ``fill(a)`` zero or its spatial mean; the gradient of
+    each tap is taken with the tap's value as the variable (through the later layers
+    only). Large positive values: channels the decision leans on.
+    """
+    layers = tuple(layers)
+    device, dtype = model_device_dtype(model)
+    x = inputs[0] if inputs.dim() == 4 else inputs
+    x = x.detach().to(device=device, dtype=dtype)[None]
+    taps, handles = {}, []
+
+    def hook(name):
+        def fn(module, args, out):
+            if name in taps or not isinstance(out, torch.Tensor):
+                return None
+            leaf = out.detach().clone().requires_grad_(True)
+            taps[name] = leaf
+            return leaf.clone()  # downstream in-place operations must not touch the leaf
+        return fn
+
+    try:
+        for name in layers:
+            handles.append(model.get_submodule(name).register_forward_hook(hook(name)))
+        with eval_mode(model), torch.enable_grad():
+            logits = model(x)
+            grads = torch.autograd.grad(logits[0, int(target)], [taps[n] for n in layers], allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for name, g in zip(layers, grads):
+        a = taps[name].detach()[0]
+        g = torch.zeros_like(a) if g is None else g[0]
+        if fill == "mean":
+            a = a - a.mean(dim=tuple(range(1, a.dim())), keepdim=True)
+        out[name] = (a * g).double().flatten(1).sum(dim=1).cpu()
+    return out
 
 
 def _keep_mask(sets, n_channels):

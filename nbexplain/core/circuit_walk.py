@@ -263,7 +263,15 @@ def record(walk: ModelWalk, inputs: torch.Tensor | None = None, acts: dict | Non
             elif any(n not in env for n in node.all_input_nodes):
                 continue
             else:
-                value = _run_node(model, node, env)
+                try:
+                    value = _run_node(model, node, env)
+                except Exception as err:
+                    if not seeds:
+                        raise
+                    raise ValueError(
+                        f"The model could not run on from the given activations ({_op_name(node)}{_where(node)}: "
+                        f"{type(err).__name__}): the activations do not match this model."
+                    ) from err
             env[node] = value
             if isinstance(value, torch.Tensor):
                 shapes[node] = tuple(value.shape)

@@ -12,8 +12,11 @@ import torch.nn.functional as F
 _EPS = 1e-6
 
 
-def activation_distance(a_x: torch.Tensor, a_e: torch.Tensor, kind: str) -> torch.Tensor:
+def activation_distance(a_x: torch.Tensor, a_e: torch.Tensor, kind: str,
+                        weight: torch.Tensor | None = None) -> torch.Tensor:
     """Scale-free distance between activations [B, C, h, w] (or [B, D]).
+
+    ``weight`` [B, h, w] (mean 1) weights each position, e.g. by its relevance to the target.
 
     - ``mse``: mean squared error divided by the mean square of ``a_x``;
     - ``std_mse``: squared error of each channel in units of that channel's
@@ -21,6 +24,13 @@ def activation_distance(a_x: torch.Tensor, a_e: torch.Tensor, kind: str) -> torc
     - ``cosine``: one minus the cosine similarity of the flattened maps.
     """
     b = a_x.shape[0]
+    if weight is not None and a_x.dim() == 4:
+        if kind == "cosine":
+            root = weight.sqrt()[:, None]
+            return activation_distance(a_x * root, a_e * root, kind)
+        if kind == "mse":
+            per_pos = (a_e - a_x).pow(2).mean(1) / (a_x.pow(2).reshape(b, -1).mean(1)[:, None, None] + _EPS)
+            return (per_pos * weight).reshape(b, -1).mean(1)
     if kind == "cosine":
         return 1.0 - F.cosine_similarity(a_x.reshape(b, -1), a_e.reshape(b, -1), dim=1, eps=_EPS)
     if kind == "mse":
@@ -33,7 +43,10 @@ def activation_distance(a_x: torch.Tensor, a_e: torch.Tensor, kind: str) -> torc
         std = flat_x.std(dim=2, keepdim=True, unbiased=False)
         # Dead or constant channels get the layer's typical spread, not a division by ~0.
         std = std + std.mean(dim=1, keepdim=True) + _EPS
-        return ((flat_e - flat_x) / std).pow(2).mean(dim=(1, 2))
+        per_pos = ((flat_e - flat_x) / std).pow(2).mean(1)
+        if weight is not None:
+            per_pos = per_pos * weight.reshape(b, -1)
+        return per_pos.mean(1)
     raise ValueError(f"unknown activation distance {kind!r}")
 
 

@@ -16,7 +16,11 @@ import torch.nn.functional as F
 from ..config import ExplainConfig
 from . import losses
 from .masknet import MaskUNet
+from .relevance import position_weights, start_logits
 from .taps import Taps
+
+#: shares of the image at which the final mask logits are cut (``MaskOptimizer.select_cut``)
+CUT_AREAS = (0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6)
 
 TERMS = ("activation", "kl", "ce", "area", "binarization", "tv", "robustness")
 
@@ -123,18 +127,23 @@ def lr_factor(step: int, cfg: ExplainConfig) -> float:
     return warm * (0.1 + 0.45 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps)))
 
 
-def total_loss(cfg: ExplainConfig, terms: dict, logits_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def total_loss(cfg: ExplainConfig, terms: dict, logits_e: torch.Tensor, target: torch.Tensor,
+               prob_fill: torch.Tensor | None = None, prob_needed: torch.Tensor | None = None) -> torch.Tensor:
     """The weighted sum of the terms, per image.
 
-    With ``cfg.area_gate`` the area and TV pressure is scaled by the target's
-    probability on the explanation (as a constant): masks shrink while the
-    decision holds and stop pushing once it is lost, so the output terms can
-    win the pixels back. Without it a mask can collapse to nothing and stay there.
+    With ``cfg.area_gate`` the area and TV pressure is scaled (as a constant) by how much
+    of the needed probability the explanation recovers: (p(e) - p(fill)) / (p_needed - p(fill)),
+    clipped to [0, 1] (without ``prob_needed``: p(e) itself). Masks shrink at full pressure
+    while the decision holds and stop pushing once it is lost, so the output terms can win
+    the pixels back. Measured against what is needed rather than against 1, the pressure does
+    not fade on images the model is unsure of (p(target) of 0.1-0.4 is common on ImageNet photos).
     """
     weights = {t: getattr(cfg, t) for t in TERMS}
     gate = 1.0
     if cfg.area_gate:
         gate = logits_e.detach().softmax(1).gather(1, target[:, None])[:, 0]
+        if prob_needed is not None and prob_fill is not None:
+            gate = ((gate - prob_fill) / (prob_needed - prob_fill).clamp_min(1e-6)).clamp(0, 1)
     return sum(weights[t] * terms[t] * (gate if t in ("area", "tv") else 1.0) for t in TERMS)
 
 
@@ -151,7 +160,7 @@ class MaskOptimizer:
     """
 
     def __init__(self, model, taps: Taps, layers, x, target, acts_x, logits_x, fill, cfg, seed, callbacks=(),
-                 net=None, start_share: float = 0.5, step_offset: int = 0, prob_fill=None):
+                 net=None, start_share: float = 0.5, step_offset: int = 0, prob_fill=None, relevance=None):
         self.model, self.taps, self.layers = model, taps, layers
         self.x, self.target, self.fill, self.cfg = x, target, fill, cfg
         self.acts_x, self.logits_x = acts_x, logits_x
@@ -173,17 +182,26 @@ class MaskOptimizer:
         self.seed, self.step_offset = seed, step_offset
         self.gen = torch.Generator(device=x.device).manual_seed(seed + 1)
         self.net_input = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
+        # Target-aware matching: each tapped position weighted by its relevance to the target.
+        self.relevance = relevance or {}
+        self.act_weights = {n: position_weights(r) for n, r in self.relevance.items()}
+        start = start_logits(self.relevance, self.size, start_share) if self.relevance else None
         if net is None:
             with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
                 torch.manual_seed(seed)
                 self.net = MaskUNet(c, n=b, width=cfg.unet_width, depth=cfg.unet_depth).to(x.device)
-            calibrate_head(self.net, self.net.head.conv, self.net_input, on_share=start_share)
+            # With a relevance start the U-Net adds image-aligned detail around it, not its own guess.
+            calibrate_head(self.net, self.net.head.conv, self.net_input, on_share=0.5 if start is not None else start_share,
+                           spread=0.5 if start is not None else 1.5)
         else:
             self.net = net  # e.g. an amortised generator to refine; it maps net_input to mask logits
         # A free per-pixel logit offset beside the U-Net: the network gives image-aligned,
         # smooth masks; the offset lets each region be carved independently (Adam moves
         # every cell at its own pace, so weak but consistent pressure still acts).
-        self.offset = torch.zeros(b, *self.size, device=x.device, requires_grad=True)
+        self.offset = torch.zeros(b, *self.size, device=x.device)
+        if start is not None and net is None:
+            self.offset += start
+        self.offset.requires_grad_(True)
         groups = [{"params": list(self.net.parameters())}]
         if cfg.pixel_lr > 0:
             groups.append({"params": [self.offset], "lr": cfg.pixel_lr})
@@ -196,39 +214,64 @@ class MaskOptimizer:
         self.steps_run = 0
 
     @torch.no_grad()
-    def adopt_current(self, areas: tuple[float, ...] = (0.03, 0.06, 0.12, 0.25, 0.5)) -> None:
+    def adopt_current(self) -> None:
         """Take the generator's mask as the result, without optimisation steps.
 
         A generator's threshold is a guess that may keep nothing, everything, or
         too little for the label, but its ranking of pixels is informative. So the
-        mask is cut from its logits at its own threshold and at each share of
-        ``areas``, all scored in one batched forward, and the smallest cut that
-        keeps the label with ``prob_needed`` wins (else the one with the highest
-        target probability).
-        The offset moves so that ``run()`` would continue from that cut.
+        smallest sufficient cut of its logits wins (see ``select_cut``), else the one
+        with the highest target probability. The offset moves so that ``run()`` would
+        continue from that cut.
         """
+        chosen, thresholds = self._cut_search(backgrounds=False, fallback=True)
+        self.best_masks = chosen
+        self.offset -= thresholds[:, None, None]
+
+    @torch.no_grad()
+    def select_cut(self) -> None:
+        """Cut the final mask logits at several areas and keep, per image, the smallest cut that is
+        sufficient (label kept with ``prob_needed``, and on random backgrounds), if it beats the best
+        mask the steps found. The steps rank pixels well before their own threshold settles; the cut
+        makes the result the smallest sufficient mask of that ranking, at the cost of one batched forward."""
+        chosen, _ = self._cut_search(backgrounds=self.cfg.n_backgrounds > 0, fallback=False)
+        area = chosen.flatten(1).mean(1)
+        found = area <= 1.0  # rows without a sufficient cut come back as 2.0 (see _cut_search)
+        better = found & ((self.best_rank < 2) | (area < self.best_loss))
+        self.best_masks[better] = chosen[better]
+        self.best_loss = torch.where(better, area, self.best_loss)
+        self.best_rank = torch.where(better, torch.full_like(self.best_rank, 2), self.best_rank)
+
+    def _cut_search(self, backgrounds: bool, fallback: bool):
+        """The smallest sufficient cut of the current logits per image, and its threshold. Rows with no
+        sufficient cut get the most probable cut (``fallback``) or a mask of 2s that no caller keeps."""
         z = self.net(self.net_input) + self.offset
         z = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         ranked = z.flatten(1).sort(dim=1, descending=True).values
         pixels = ranked.shape[1]
-        counts = [(ranked > 0).sum(1)] + [torch.full_like(ranked[:, 0], a * pixels).long() for a in areas]
+        counts = [(ranked > 0).sum(1)] + [torch.full_like(ranked[:, 0], a * pixels).long() for a in CUT_AREAS]
         thresholds = torch.cat([ranked.gather(1, (c.clamp(1, pixels) - 1)[:, None]) for c in counts], 1)
-        cuts = [(z >= thresholds[:, j, None, None]).float() for j in range(len(counts))]
-        masks = torch.stack(cuts, 1)  # [b, cuts, H, W]
+        masks = torch.stack([(z >= thresholds[:, j, None, None]).float() for j in range(len(counts))], 1)
         b, k = masks.shape[:2]
         m = masks[:, :, None]
-        e = m * self.x[:, None] + (1 - m) * self.fill[:, None]
-        logits = self.model(e.flatten(0, 1)).view(b, k, -1)
-        self.taps.reset()  # these forwards are not the result's; _finish runs its own
+        logits = self.model((m * self.x[:, None] + (1 - m) * self.fill[:, None]).flatten(0, 1)).view(b, k, -1)
         probs = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, k, 1))[..., 0]
-        kept = (logits.argmax(-1) == self.target[:, None]) & (probs >= self.prob_needed[:, None])
+        ok = (logits.argmax(-1) == self.target[:, None]) & (probs >= self.prob_needed[:, None])
+        if backgrounds and bool(ok.any()):
+            kinds = self.cfg.backgrounds
+            for j in range(self.cfg.n_backgrounds):
+                bg = random_background(kinds[j % len(kinds)], self.x, self.gen)
+                v = self.model((m * self.x[:, None] + (1 - m) * bg[:, None]).flatten(0, 1)).view(b, k, -1)
+                ok &= v.argmax(-1) == self.target[:, None]
+        self.taps.reset()  # these forwards are not the result's; the result's own forward comes later
         area = masks.flatten(2).mean(2)
-        # Smallest kept cut: rank kept cuts by area, the others after them by probability.
-        choice = torch.where(kept, area, 2.0 - probs).argmin(1)
+        # Smallest sufficient cut: rank them by area, the others after them by probability.
+        key = torch.where(ok, area, 2.0 - probs)
+        choice = key.argmin(1)
         rows = torch.arange(b, device=masks.device)
-        self.best_masks = masks[rows, choice]
-        # Refinement (run() after this) starts from the chosen cut.
-        self.offset -= thresholds[rows, choice][:, None, None]
+        chosen = masks[rows, choice]
+        if not fallback:
+            chosen = torch.where(ok[rows, choice][:, None, None], chosen, torch.full_like(chosen, 2.0))
+        return chosen, thresholds[rows, choice]
 
     def masks(self):
         """Probabilities at working resolution; the binary mask there and at full resolution,
@@ -260,7 +303,7 @@ class MaskOptimizer:
         acts = self.taps.collect()
         logits_e = logits[:b]
         act = sum(
-            w * losses.activation_distance(self.acts_x[name], acts[name][:b], d)
+            w * losses.activation_distance(self.acts_x[name], acts[name][:b], d, self.act_weights.get(name))
             for name, w, d in zip(self.layers, self.layer_weights, self.distances)
         )
         terms = {
@@ -289,6 +332,7 @@ class MaskOptimizer:
         The half-on start stays the first try: on the runs that succeed it finds tighter masks.
         """
         self._optimise()
+        self.select_cut()
         failed = (self.best_rank < 2).nonzero()[:, 0]
         if self.cfg.retry_area is not None and len(failed):
             self._retry(failed)
@@ -300,9 +344,11 @@ class MaskOptimizer:
             {k: v[rows] for k, v in self.acts_x.items()}, self.logits_x[rows], self.fill[rows], self.cfg,
             self.seed + 1_000_003, self.callbacks if shows_first else (), start_share=self.cfg.retry_area,
             step_offset=self.steps_run, prob_fill=self.prob_fill[rows],
+            relevance={k: v[rows] for k, v in self.relevance.items()},
         )
         try:
             again._optimise()
+            again.select_cut()
         finally:  # also when interrupted: the better of both runs so far is kept
             better = (again.best_rank > self.best_rank[rows]) | (
                 (again.best_rank == self.best_rank[rows]) & (again.best_loss < self.best_loss[rows]))
@@ -321,7 +367,7 @@ class MaskOptimizer:
         previous = None
         for step in range(cfg.steps):
             terms, hard, logits_e, logits_v = self.loss_terms(step)
-            total = total_loss(cfg, terms, logits_e, self.target)
+            total = total_loss(cfg, terms, logits_e, self.target, self.prob_fill, self.prob_needed)
             self.optim.zero_grad(set_to_none=True)
             total.sum().backward()
             self.optim.step()
