@@ -21,8 +21,34 @@ def layout(circuit_dict: dict) -> dict[str, tuple[float, float]]:
     return pos
 
 
-def draw_circuit(circuit_dict: dict, ax, title: str | None = None) -> None:
-    """Draw nodes sized by energy and edges shaded by score on a matplotlib Axes."""
+def strongest(circuit_dict: dict, per_layer: int | None) -> tuple[dict, dict[str, int]]:
+    """The circuit with at most ``per_layer`` channels a layer (by relevance to the target when
+    known, else energy), and how many each layer leaves out."""
+    if per_layer is None:
+        return circuit_dict, {}
+    groups = defaultdict(list)
+    for n in circuit_dict["nodes"]:
+        if n.get("kind") == "channel":
+            groups[n["layer"]].append(n)
+    keep, more = set(), {}
+    for name, nodes in groups.items():
+        nodes = sorted(nodes, key=lambda n: -n.get("relevance", n.get("energy", 0.0)))
+        keep.update(n["id"] for n in nodes[:per_layer])
+        if len(nodes) > per_layer:
+            more[name] = len(nodes) - per_layer
+    nodes = [n for n in circuit_dict["nodes"] if n.get("kind") != "channel" or n["id"] in keep]
+    ids = {n["id"] for n in nodes}
+    edges = [e for e in circuit_dict["edges"] if e["source"] in ids and e["target"] in ids]
+    return dict(circuit_dict, nodes=nodes, edges=edges), more
+
+
+def draw_circuit(circuit_dict: dict, ax, title: str | None = None, per_layer: int | None = 16) -> None:
+    """Draw nodes sized by energy and edges shaded by score on a matplotlib Axes.
+
+    At most ``per_layer`` channels a layer are drawn (None: all); a layer with more says
+    "+ N more" under its column.
+    """
+    circuit_dict, more = strongest(circuit_dict, per_layer)
     pos = layout(circuit_dict)
     edges = circuit_dict["edges"]
     top = max((e["score"] for e in edges), default=1.0) or 1.0
@@ -46,6 +72,10 @@ def draw_circuit(circuit_dict: dict, ax, title: str | None = None) -> None:
             rel = n.get("energy", 0.0) / (energies[n["layer"]] or 1.0)
             ax.scatter([x], [y], s=8 + 60 * rel, color="#edae49", edgecolors="#8a6d1f", linewidths=0.4, zorder=2)
     layers = circuit_dict.get("layers", [])
+    for col, name in enumerate(layers):
+        if more.get(name):
+            ax.text(col, -0.04, f"+ {more[name]} more", ha="center", va="top", fontsize=6, color="#666666")
+    ax.set_ylim(-0.1, 1.02)
     ax.set_xticks(range(len(layers) + 1))
     ax.set_xticklabels(list(layers) + ["classes"], fontsize=7)
     ax.set_yticks([])

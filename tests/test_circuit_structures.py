@@ -289,3 +289,19 @@ def test_torchvision_family_reads_a_circuit(name):
     totals = c.sizing.totals
     assert all(1 <= len(c.channels[n]) <= totals[n] for n in layers)
     assert math.isclose(c.sizing.share, c.size / sum(totals.values()))
+
+
+def test_static_plot_shows_the_top_channels_and_counts_the_rest():
+    from matplotlib.figure import Figure
+
+    from nbexplain.circuit_plot import draw_circuit
+
+    nodes = [{"id": f"a:{i}", "kind": "channel", "layer": "a", "layer_index": 0, "channel": i, "energy": float(i)}
+             for i in range(300)]
+    nodes.append({"id": "class:0", "kind": "class", "class": 0, "name": "zero", "prob": 0.9, "layer_index": 1})
+    edges = [{"source": f"a:{i}", "target": "class:0", "score": float(i)} for i in range(300)]
+    ax = Figure().subplots()
+    draw_circuit({"layers": ["a"], "target": 0, "nodes": nodes, "edges": edges}, ax)
+    texts = [t.get_text() for t in ax.texts]
+    assert "+ 284 more" in texts
+    assert len(ax.collections) == 16 + 1 and len(ax.lines) == 16  # 16 channels, the class, their edges

@@ -342,6 +342,23 @@ def test_a_failing_circuit_leaves_the_rest_of_the_result(recording, clock):
     assert w.mask and w.summary["prob_explanation"] == pytest.approx(0.91)
 
 
+def test_an_unreadable_circuit_is_one_short_line_with_the_details_apart(recording, clock):
+    from nbexplain.core.circuit import CircuitUnsupportedError
+
+    def refuse(self):
+        raise CircuitUnsupportedError("Unsupported operation: einsum in module 'mix' (Mixer) lies between tapped layers.")
+
+    class Refused(FakeResult):
+        circuit = property(refuse, lambda s, v: None)
+        circuit_original = property(refuse, lambda s, v: None)
+
+    w = ExplanationWidget.from_result(Refused(), clock=clock)
+    assert w.status == "done" and w.circuit == {} and w.circuit_original == {}
+    assert w.note == "No circuit: Unsupported operation: einsum in module 'mix' (Mixer) lies between tapped layers."
+    assert w.note_details.count("einsum") == 1 and "torchvision ResNets" in w.note_details
+    assert w.mask
+
+
 def test_from_result_gives_complete_state_that_survives_the_wire(recording, clock):
     res = FakeResult(steps=1500)
     w = ExplanationWidget.from_result(res, clock=clock)

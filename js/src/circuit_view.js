@@ -6,8 +6,11 @@ import { h, s } from "./dom.js";
 import { describeNode, formatNumber, formatProb } from "./format.js";
 import { circuitDifference, layoutCircuit, pathsThrough, strongestNodes } from "./graph.js";
 
-/** Choices of channels shown per layer (the circuit may hold 24-32). */
-export const PER_LAYER = [6, 10, 16, Infinity];
+/** Choices of channels shown per layer (a decision-sized circuit may hold hundreds). */
+export const PER_LAYER = [6, 10, 16, 32, Infinity];
+
+/** "all" still shows at most this many channels a layer; the rest are counted as "+ N more". */
+export const MAX_SHOWN = 64;
 
 export const VIEWS = /** @type {const} */ ([
   ["explanation", "Explanation circuit"],
@@ -37,7 +40,7 @@ export function createCircuitView(handlers) {
     h(
       "select",
       { class: "nbx-select", "aria-label": "channels shown per layer" },
-      ...PER_LAYER.map((n) => h("option", { value: String(n), selected: n === perLayer, text: n < Infinity ? `top ${n}` : "all" })),
+      ...PER_LAYER.map((n) => h("option", { value: String(n), selected: n === perLayer, text: n < Infinity ? `top ${n}` : `all (up to ${MAX_SHOWN})` })),
     )
   );
   limit.addEventListener("change", () => {
@@ -89,7 +92,7 @@ export function createCircuitView(handlers) {
         : view === "original"
           ? circuits.original
           : circuits.explanation;
-    return strongestNodes(full, perLayer);
+    return strongestNodes(full, Math.min(perLayer, MAX_SHOWN));
   }
 
   function draw() {
@@ -109,7 +112,9 @@ export function createCircuitView(handlers) {
       layout = null;
       return;
     }
-    layout = layoutCircuit(circuit);
+    const more = /** @type {Record<string, number>} */ (circuit.more ?? {});
+    const hasMore = Object.keys(more).length > 0;
+    layout = layoutCircuit(circuit, hasMore ? { padBottom: 24 } : {});
     const signed = view === "difference";
     const roomy = layout.rowGap >= 22;
     const maxAbs = Math.max(1e-12, ...layout.nodes.filter((n) => n.kind !== "class").map((n) => Math.abs(n.value)));
@@ -134,7 +139,8 @@ export function createCircuitView(handlers) {
       const label = isClass ? `${n.name ?? `class ${n.class}`} ${formatProb(n.prob)}` : roomy ? String(n.channel ?? "") : "";
       const tip = isClass
         ? `${n.name ?? n.id}: p = ${formatProb(n.prob)}, logit ${formatNumber(n.logit)}`
-        : `${describeNode(n.id)}\nenergy ${formatNumber(n.value)} (x: ${formatNumber(n.energy_original)}, explanation: ${formatNumber(n.energy_explanation)})`;
+        : `${describeNode(n.id)}\nenergy ${formatNumber(n.value)} (x: ${formatNumber(n.energy_original)}, explanation: ${formatNumber(n.energy_explanation)})` +
+          (Number.isFinite(Number(n.relevance)) ? `\nrelevance to the target ${formatNumber(Number(n.relevance))}` : "");
       const g = s(
         "g",
         {
@@ -172,6 +178,14 @@ export function createCircuitView(handlers) {
     const columnEls = layout.columns.map((c) =>
       s("text", { class: "nbx-column", x: c.x.toFixed(1), y: 14, "text-anchor": "middle", text: c.label }),
     );
+    const height = layout.height;
+    for (const c of layout.columns) {
+      const hidden = more[c.label];
+      if (hidden > 0) {
+        columnEls.push(s("text", { class: "nbx-more", x: c.x.toFixed(1), y: height - 6, "text-anchor": "middle",
+          text: `+ ${hidden} more` }, s("title", { text: `${hidden} more channels of ${c.label} are in the circuit; choose more per layer to see them` })));
+      }
+    }
     svg.replaceChildren(s("g", { class: "nbx-edges" }, ...edgeEls), s("g", {}, ...columnEls), s("g", { class: "nbx-nodes" }, ...nodeEls));
   }
 

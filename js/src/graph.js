@@ -14,6 +14,7 @@
  * @property {number} [energy]
  * @property {number} [energy_original]
  * @property {number} [energy_explanation]
+ * @property {number} [relevance]
  * @property {number} [prob]
  * @property {number} [logit]
  *
@@ -121,12 +122,13 @@ export function layoutCircuit(circuit, options = {}) {
 }
 
 /**
- * Keep the `perLayer` strongest channels (by |value|) of each layer, every
- * class node, and the edges between kept nodes. Circuits may hold 24-32
- * channels a layer; a dozen is what a reader can follow.
+ * Keep the `perLayer` strongest channels of each layer (by relevance to the
+ * target when the circuit has it, else by |value|), every class node, and the
+ * edges between kept nodes. `more` counts, per layer, the channels left out, so
+ * that a circuit of hundreds of channels a layer can say "+ N more".
  * @param {Circuit} circuit
  * @param {number} perLayer Infinity keeps everything
- * @returns {Circuit}
+ * @returns {Circuit & {more?: Record<string, number>}}
  */
 export function strongestNodes(circuit, perLayer) {
   const nodes = circuit?.nodes ?? [];
@@ -139,17 +141,23 @@ export function strongestNodes(circuit, perLayer) {
     if (!byLayer.has(key)) byLayer.set(key, []);
     /** @type {CircuitNode[]} */ (byLayer.get(key)).push(n);
   }
+  const rank = (/** @type {CircuitNode} */ n) => {
+    const r = Number(/** @type {any} */ (n).relevance);
+    return Number.isFinite(r) ? r : Math.abs(nodeValue(n));
+  };
   const kept = new Set(nodes.filter((n) => n.kind === "class").map((n) => n.id));
-  for (const group of byLayer.values()) {
-    group
-      .sort((a, b) => Math.abs(nodeValue(b)) - Math.abs(nodeValue(a)))
-      .slice(0, Math.max(0, perLayer))
-      .forEach((n) => kept.add(n.id));
+  /** @type {Record<string, number>} */
+  const more = {};
+  for (const [key, group] of byLayer) {
+    const shown = group.sort((a, b) => rank(b) - rank(a)).slice(0, Math.max(0, perLayer));
+    shown.forEach((n) => kept.add(n.id));
+    if (group.length > shown.length) more[key] = group.length - shown.length;
   }
   return {
     ...circuit,
     nodes: nodes.filter((n) => kept.has(n.id)),
     edges: (circuit?.edges ?? []).filter((e) => kept.has(e.source) && kept.has(e.target)),
+    more,
   };
 }
 

@@ -163,8 +163,11 @@ export function render({ model, el }) {
 
   function drawNote() {
     const text = model.get("note") ?? "";
+    const more = model.get("note_details") ?? "";
     note.hidden = !text;
     note.textContent = text;
+    // The short line names the problem; the full message is one click away.
+    if (text && more) note.append(" ", h("details", { class: "nbx-details" }, h("summary", { text: "details" }), h("pre", { text: more })));
   }
 
   function drawSettled() {
@@ -255,6 +258,7 @@ export function render({ model, el }) {
     ["change:status", onStatus],
     ["change:image", drawImage],
     ["change:note", drawNote],
+    ["change:note_details", drawNote],
     ["change:target_name", drawHeader],
   ]);
   for (const [event, fn] of listeners) model.on(event, fn);

@@ -80,6 +80,15 @@ test("strongestNodes keeps the top channels of each layer, all classes, and edge
   assert.equal((strongestNodes(c, 0).nodes ?? []).length, 1);
 });
 
+test("strongestNodes counts the channels it leaves out and ranks by relevance when given", () => {
+  const big = { layers: ["a"], nodes: /** @type {any[]} */ ([{ id: "class:0", kind: "class", class: 0, prob: 1 }]), edges: [] };
+  for (let i = 0; i < 300; i++) big.nodes.push({ id: `a:${i}`, kind: "channel", layer: "a", layer_index: 0, channel: i, energy: i, relevance: -i });
+  const s = strongestNodes(big, 10);
+  assert.deepEqual(s.more, { a: 290 });
+  assert.deepEqual((s.nodes ?? []).filter((n) => n.kind === "channel").map((n) => n.channel), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(strongestNodes(big, 400).more, {});
+});
+
 test("layout of an empty or missing circuit is empty, not an error", () => {
   assert.equal(layoutCircuit({}).nodes.length, 0);
   assert.equal(layoutCircuit(/** @type {any} */ (null)).edges.length, 0);

@@ -90,6 +90,7 @@ class ExplanationWidget(anywidget.AnyWidget):
     circuit_original = traitlets.Dict().tag(sync=True)
     summary = traitlets.Dict().tag(sync=True)
     note = traitlets.Unicode("").tag(sync=True)
+    note_details = traitlets.Unicode("").tag(sync=True)  # the full text behind a short note, one click away
 
     def __init__(
         self,
@@ -141,7 +142,7 @@ class ExplanationWidget(anywidget.AnyWidget):
             self.mask, self.mask_shape = b"", [0, 0]
             self.explanation, self.explanation_shape = b"", [0, 0]
             self.history, self.circuit, self.circuit_original = {}, {}, {}
-            self.summary, self.note = {}, ""
+            self.summary, self.note, self.note_details = {}, "", ""
 
     def on_step(self, state: Any) -> None:
         """One optimisation step: record it; send it as a frame if the throttle allows."""
@@ -202,7 +203,7 @@ class ExplanationWidget(anywidget.AnyWidget):
         image = _display_image(result)
         if image is None:
             image = self._image_hwc
-        circuits, problems = {"explanation": {}, "original": {}}, []
+        circuits, problems, details = {"explanation": {}, "original": {}}, [], []
         for key, attr in (("explanation", "circuit"), ("original", "circuit_original")):
             if not read_circuits:
                 break
@@ -210,7 +211,10 @@ class ExplanationWidget(anywidget.AnyWidget):
                 circuits[key] = _circuit_dict(getattr(result, attr, None))
             except Exception as err:  # a failed circuit must not hide the mask
                 circuits[key] = {}
-                problems.append(f"{attr} unavailable: {type(err).__name__}: {err}")
+                short, full = _circuit_problem(err)
+                if short not in problems:  # the same refusal for both images is said once
+                    problems.append(short)
+                    details.append(full)
         target = int(getattr(result, "target", -1))
         name = (
             self._label(target, result)
@@ -253,6 +257,7 @@ class ExplanationWidget(anywidget.AnyWidget):
             if getattr(result, "empty_but_kept", False):
                 problems.insert(0, EMPTY_NOTE + ".")
             self.note = "; ".join(problems)
+            self.note_details = "\n\n".join(d for d in details if d)
             self.interrupted = interrupted
             self.status = "interrupted" if interrupted else "done"
         _SOURCES.put(
@@ -401,6 +406,15 @@ def _step_values(state: Any) -> dict[str, float]:
     values["prob"] = json_number(state.prob)
     values["mask_area"] = json_number(state.area)
     return values
+
+
+def _circuit_problem(err: Exception) -> tuple[str, str]:
+    """One short line naming what failed, and the full message for the details."""
+    reason = getattr(err, "reason", None) or (str(err).strip().splitlines() or [""])[0]
+    kind = "" if getattr(err, "reason", None) else f"{type(err).__name__}: "
+    short = f"No circuit: {kind}{reason}"
+    full = f"{type(err).__name__}: {err}"
+    return short, (full if full.strip() != short.strip() else "")
 
 
 def _circuit_dict(circuit: Any) -> dict:

@@ -378,14 +378,25 @@ function strongestNodes(circuit, perLayer) {
     if (!byLayer.has(key)) byLayer.set(key, []);
     byLayer.get(key).push(n);
   }
+  const rank = (n) => {
+    const r = Number(
+      /** @type {any} */
+      n.relevance
+    );
+    return Number.isFinite(r) ? r : Math.abs(nodeValue(n));
+  };
   const kept = new Set(nodes.filter((n) => n.kind === "class").map((n) => n.id));
-  for (const group of byLayer.values()) {
-    group.sort((a, b) => Math.abs(nodeValue(b)) - Math.abs(nodeValue(a))).slice(0, Math.max(0, perLayer)).forEach((n) => kept.add(n.id));
+  const more = {};
+  for (const [key, group] of byLayer) {
+    const shown = group.sort((a, b) => rank(b) - rank(a)).slice(0, Math.max(0, perLayer));
+    shown.forEach((n) => kept.add(n.id));
+    if (group.length > shown.length) more[key] = group.length - shown.length;
   }
   return {
     ...circuit,
     nodes: nodes.filter((n) => kept.has(n.id)),
-    edges: (circuit?.edges ?? []).filter((e) => kept.has(e.source) && kept.has(e.target))
+    edges: (circuit?.edges ?? []).filter((e) => kept.has(e.source) && kept.has(e.target)),
+    more
   };
 }
 function columnOf(node, layers) {
@@ -491,7 +502,8 @@ function finite(v) {
 }
 
 // src/circuit_view.js
-var PER_LAYER = [6, 10, 16, Infinity];
+var PER_LAYER = [6, 10, 16, 32, Infinity];
+var MAX_SHOWN = 64;
 var VIEWS = (
   /** @type {const} */
   [
@@ -516,7 +528,7 @@ function createCircuitView(handlers) {
     h(
       "select",
       { class: "nbx-select", "aria-label": "channels shown per layer" },
-      ...PER_LAYER.map((n) => h("option", { value: String(n), selected: n === perLayer, text: n < Infinity ? `top ${n}` : "all" }))
+      ...PER_LAYER.map((n) => h("option", { value: String(n), selected: n === perLayer, text: n < Infinity ? `top ${n}` : `all (up to ${MAX_SHOWN})` }))
     )
   );
   limit.addEventListener("change", () => {
@@ -559,7 +571,7 @@ function createCircuitView(handlers) {
   }
   function current() {
     const full = view === "difference" ? circuitDifference(circuits.explanation, circuits.original) : view === "original" ? circuits.original : circuits.explanation;
-    return strongestNodes(full, perLayer);
+    return strongestNodes(full, Math.min(perLayer, MAX_SHOWN));
   }
   function draw() {
     for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.view === view));
@@ -575,7 +587,12 @@ function createCircuitView(handlers) {
       layout = null;
       return;
     }
-    layout = layoutCircuit(circuit);
+    const more = (
+      /** @type {Record<string, number>} */
+      circuit.more ?? {}
+    );
+    const hasMore = Object.keys(more).length > 0;
+    layout = layoutCircuit(circuit, hasMore ? { padBottom: 24 } : {});
     const signed = view === "difference";
     const roomy = layout.rowGap >= 22;
     const maxAbs = Math.max(1e-12, ...layout.nodes.filter((n) => n.kind !== "class").map((n) => Math.abs(n.value)));
@@ -598,7 +615,8 @@ function createCircuitView(handlers) {
       const fill2 = signed && !isClass ? cssColor(DIVERGING, 0.5 + 0.5 * (n.value / maxAbs)) : null;
       const label = isClass ? `${n.name ?? `class ${n.class}`} ${formatProb(n.prob)}` : roomy ? String(n.channel ?? "") : "";
       const tip = isClass ? `${n.name ?? n.id}: p = ${formatProb(n.prob)}, logit ${formatNumber(n.logit)}` : `${describeNode(n.id)}
-energy ${formatNumber(n.value)} (x: ${formatNumber(n.energy_original)}, explanation: ${formatNumber(n.energy_explanation)})`;
+energy ${formatNumber(n.value)} (x: ${formatNumber(n.energy_original)}, explanation: ${formatNumber(n.energy_explanation)})` + (Number.isFinite(Number(n.relevance)) ? `
+relevance to the target ${formatNumber(Number(n.relevance))}` : "");
       const g = s(
         "g",
         {
@@ -636,6 +654,19 @@ energy ${formatNumber(n.value)} (x: ${formatNumber(n.energy_original)}, explanat
     const columnEls = layout.columns.map(
       (c) => s("text", { class: "nbx-column", x: c.x.toFixed(1), y: 14, "text-anchor": "middle", text: c.label })
     );
+    const height = layout.height;
+    for (const c of layout.columns) {
+      const hidden = more[c.label];
+      if (hidden > 0) {
+        columnEls.push(s("text", {
+          class: "nbx-more",
+          x: c.x.toFixed(1),
+          y: height - 6,
+          "text-anchor": "middle",
+          text: `+ ${hidden} more`
+        }, s("title", { text: `${hidden} more channels of ${c.label} are in the circuit; choose more per layer to see them` })));
+      }
+    }
     svg.replaceChildren(s("g", { class: "nbx-edges" }, ...edgeEls), s("g", {}, ...columnEls), s("g", { class: "nbx-nodes" }, ...nodeEls));
   }
   function highlight(id) {
@@ -1015,8 +1046,10 @@ function render({ model, el }) {
   }
   function drawNote() {
     const text = model.get("note") ?? "";
+    const more = model.get("note_details") ?? "";
     note.hidden = !text;
     note.textContent = text;
+    if (text && more) note.append(" ", h("details", { class: "nbx-details" }, h("summary", { text: "details" }), h("pre", { text: more })));
   }
   function drawSettled() {
     drawHeader();
@@ -1098,6 +1131,7 @@ function render({ model, el }) {
       ["change:status", onStatus],
       ["change:image", drawImage],
       ["change:note", drawNote],
+      ["change:note_details", drawNote],
       ["change:target_name", drawHeader]
     ]
   );
