@@ -47,3 +47,13 @@ def test_zoo_benchmark_prints_accuracy_explanation_and_circuit_tables(capsys):
     assert [r[0].strip() for r in rows] == ["shortcut"] * 5  # one accuracy row, two explanation, two circuit rows
     cue_row = next(line for line in out.splitlines() if line.startswith("| shortcut | triangles with cue | 1 |"))
     assert cue_row.split("|")[7].strip().endswith("%")  # the cue column is filled for scenes with the cue
+
+
+def test_circuit_benchmark_prints_one_row_per_model_and_family(capsys):
+    assert load("bench_circuits").main(["--skip", "lite,resnet", "--from-activations", "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("|")[1:] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0][0].strip() == "model" and len(rows) == 1 + 9
+    read = [r for r in rows[1:] if "refused" not in r[2]]
+    assert len(read) == 8 and all(r[4].strip() == "100%" for r in read)  # decision-sized: the circuit keeps it
+    assert "refused" in rows[-1][2] and "vit" in rows[-1][0]
