@@ -305,3 +305,19 @@ def test_static_plot_shows_the_top_channels_and_counts_the_rest():
     texts = [t.get_text() for t in ax.texts]
     assert "+ 284 more" in texts
     assert len(ax.collections) == 16 + 1 and len(ax.lines) == 16  # 16 channels, the class, their edges
+
+
+def test_a_fixed_budget_is_still_available():
+    from nbexplain.core.circuit import CircuitConfig
+
+    model = ShuffleNet().eval()
+    x = torch.randn(1, 3, 3)
+    acts, logits = acts_of(model, ["a", "out"], x)
+    fixed = read_circuit(model, ["a", "out"], acts, target=int(logits.argmax()), inputs=x,
+                         config=CircuitConfig(nodes_per_layer=2))
+    assert fixed.sizing is None and [len(v) for v in fixed.channels.values()] == [2, 2]
+    assert "sizing" not in fixed.to_dict()
+    sized = read_circuit(model, ["a", "out"], acts, target=int(logits.argmax()), inputs=x)
+    assert sized.sizing is not None and all("relevance" in n for n in sized.nodes if n["kind"] == "channel")
+    with pytest.raises(ValueError, match="sizing"):
+        CircuitConfig(sizing="smallest")

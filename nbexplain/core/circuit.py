@@ -5,11 +5,20 @@ activations), so it serves both the explanation ``e`` and the original image ``x
 
 What the graph means
 --------------------
-* **Nodes**: at each tapped layer, the K channels with the highest *energy* on the
-  activations given (``acts``; for ``res.circuit`` those of the explanation).
-  Energy is the L2 norm of the channel's map by default (``CircuitConfig.energy``:
-  ``"l2"``, ``"mean"`` or ``"max"`` over space). Node attributes carry the energy on
-  the explanation and on the original image.
+* **Nodes**: sized by the decision (``CircuitConfig.sizing="decision"``, the default
+  when the input is known): at each tapped layer the channels are ranked by their
+  *relevance* to the target (activation times the gradient of the target's logit,
+  summed over space: a first-order estimate of what filling the channel costs), and
+  each layer keeps the shortest prefix with which the circuit alone - every other
+  channel of every tapped layer filled - still has the target as its top class, the
+  very test of :meth:`Circuit.validate` (see ``circuit_validate.decision_sizes``).
+  ``Circuit.sizing`` records the sizes, the share of the tapped channels and whether
+  the target was kept. With ``sizing="fixed"``, a ``nodes_per_layer`` budget, or no
+  input, each layer keeps its K channels with the highest *energy* on ``acts``
+  instead. Energy is the L2 norm of the channel's map by default
+  (``CircuitConfig.energy``: ``"l2"``, ``"mean"`` or ``"max"`` over space). Node
+  attributes carry the energy on the explanation and on the original image (and the
+  relevance, for a decision-sized circuit).
 * **Inter-layer edges** ``u -> v`` (``u`` a node of tap ``l-1``, ``v`` a node of tap
   ``l``): ``score = T[v, u] * energy(u)``, where ``energy(u)`` is the same energy that
   ranks nodes and ``T`` is the structural transfer matrix from tap ``l-1`` to tap
@@ -19,6 +28,8 @@ What the graph means
   and, by default, the folded BatchNorm gains ``|gamma| / sqrt(var + eps)``.
   ReLU gating, biases and sign cancellation are ignored, so ``T`` says how strongly
   ``u`` *can* drive ``v``, and the score weighs that capacity by how active ``u`` is.
+  Gates (squeeze-and-excitation) and LayerNorm enter ``T`` with their values on this
+  input: there ``T`` is a linearisation at the explanation.
   With ``transfer_norm="max"`` (default) each ``T`` is divided by its largest entry,
   so an edge score is at most its source's energy and scores of different layer
   pairs are comparable. Each node keeps its ``edges_per_node`` strongest incoming
