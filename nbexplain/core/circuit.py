@@ -199,8 +199,10 @@ class Circuit:
     def __repr__(self) -> str:
         name = f" {self.target_name!r}" if self.target_name is not None else ""
         per_layer = ", ".join(f"{k}:{len(v)}" for k, v in self.channels.items())
+        sized = (f", sized by the decision: {self.sizing.share:.1%} of the tapped channels"
+                 if self.sizing is not None else "")
         return (f"Circuit(source={self.source}, target={self.target}{name}, {self.size} channels "
-                f"[{per_layer}], {len(self.classes)} classes, {len(self.edges)} edges)")
+                f"[{per_layer}]{sized}, {len(self.classes)} classes, {len(self.edges)} edges)")
 
 
 def read_circuit(model, layers, acts, target, acts_other=None, config=None, labels=None,
