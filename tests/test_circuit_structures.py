@@ -175,7 +175,8 @@ class StaticPadConv(nn.Conv2d):
 
 
 def test_functional_depthwise_and_grouped_convolutions():
-    model = nn.Sequential(nn.Conv2d(1, 4, 1), nn.ReLU(), StaticPadConv(4, 4, 3, groups=4), StaticPadConv(4, 2, 1, groups=2),
+    model = nn.Sequential(nn.Conv2d(1, 4, 1), nn.ReLU(), StaticPadConv(4, 4, 3, groups=4),
+                          StaticPadConv(4, 2, 1, groups=2),
                           nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)).eval()
     walk = record(trace_model(model, ["1", "4"]), torch.randn(1, 5, 5))
     t = transfer_matrix(walk, "1", "4", 4)
@@ -219,7 +220,8 @@ def test_channels_last_block_with_layer_norm():
         sigma = torch.sqrt(h.var(-1, unbiased=False) + model.norm.eps).mean()
     dw = torch.diag(model.dw.weight.detach().abs().flatten())
     ln = torch.diag(model.norm.weight.detach().abs() / sigma)
-    expected = torch.eye(3) + torch.diag(model.gamma.detach().abs().flatten()) @ model.lin.weight.detach().abs() @ ln @ dw
+    scale = torch.diag(model.gamma.detach().abs().flatten())
+    expected = torch.eye(3) + scale @ model.lin.weight.detach().abs() @ ln @ dw
     torch.testing.assert_close(t, expected)
 
 
