@@ -123,12 +123,9 @@ def photo_tensor(array) -> torch.Tensor:
 
 
 class LitePreprocess:
-    """For the Explainer: [3, H, W] in [0, 1] (or a model-space tensor) -> (p - 127) / 128."""
+    """The normalisation of (p - 127) / 128 on [0, 1] pixels, for the Explainer's fill and display."""
 
     mean, std = (127 / 255,) * 3, (128 / 255,) * 3
-
-    def __call__(self, img):
-        return (img * 255 - 127) / 128
 
 
 def lite_rows(args):
@@ -144,9 +141,7 @@ def lite_rows(args):
                               config="fast")
     results = []
     for name in PHOTOS:
-        x = photo_tensor(getattr(skimage.data, name)())
-        if explainer is not None:
-            x = x * LitePreprocess.std[0] + LitePreprocess.mean[0]  # back to [0, 1]; the explainer normalises
+        x = photo_tensor(getattr(skimage.data, name)())  # model space: the explainer takes it as given
         r = measure(model, LITE_LAYERS, x, args.repeats, explainer)
         print(f"  lite0 {name}: {r}", file=sys.stderr, flush=True)
         results.append(r)
@@ -204,8 +199,7 @@ def resnet_rows(args):
                               config="fast")
     results = []
     for i in range(args.n_scenes):
-        img = scenes.images[i]
-        x = img if explainer is not None else (img - SCENE_MEAN) / SCENE_STD
+        x = (scenes.images[i] - SCENE_MEAN) / SCENE_STD  # model space: the explainer takes it as given
         results.append(measure(model, RESNET_LAYERS, x, args.repeats, explainer))
     return [row(f"ResNet-18 on scenes (accuracy {accuracy:.0%})", results)]
 
