@@ -16,6 +16,8 @@ Rows:
 Per row: images, circuit channels (mean) and their share of the tapped channels,
 the share of images whose target survives keeping only the circuit's channels
 (``validate()``), the mean share of random channel sets of equal size that keep it,
+the share of images whose target survives with no channel kept at all (the floor
+that random sets cannot go below: a fully ablated network still names a class),
 and the mean seconds to read a circuit (sizing included; explaining and validation
 not counted). "Kept" is validate()'s test: the target is still the top class.
 Targets: circuit keeps the target on >= 90% of images, random sets <= 15%, circuit
@@ -82,18 +84,19 @@ def measure(model, layers, x, repeats, explainer=None):
     seconds = time.perf_counter() - start
     v = circuit.validate(repeats=repeats)
     return {"size": sum(v.kept_channels), "total": sum(v.total_channels), "kept": v.kept_circuit,
-            "random": v.random_kept_rate or 0.0, "seconds": seconds,
+            "random": v.random_kept_rate or 0.0, "empty": v.kept_empty, "seconds": seconds,
             "per_layer": dict(zip(v.layers, v.kept_channels))}
 
 
 def row(name, results):
     read = [r for r in results if "refused" not in r]
     if not read:
-        return [name, str(len(results)), "refused: " + results[0]["refused"], "", "", "", ""]
+        return [name, str(len(results)), "refused: " + results[0]["refused"], "", "", "", "", ""]
     size = statistics.fmean(r["size"] for r in read)
     share = statistics.fmean(r["size"] / r["total"] for r in read)
     return [name, str(len(read)), f"{size:.0f} / {read[0]['total']}", f"{share:.1%}",
             f"{sum(r['kept'] for r in read) / len(read):.0%}", f"{statistics.fmean(r['random'] for r in read):.0%}",
+            f"{sum(r['empty'] for r in read) / len(read):.0%}",
             f"{statistics.fmean(r['seconds'] for r in read):.1f}"]
 
 
@@ -200,7 +203,9 @@ def resnet_rows(args):
     results = []
     for i in range(args.n_scenes):
         x = (scenes.images[i] - SCENE_MEAN) / SCENE_STD  # model space: the explainer takes it as given
-        results.append(measure(model, RESNET_LAYERS, x, args.repeats, explainer))
+        r = measure(model, RESNET_LAYERS, x, args.repeats, explainer)
+        print(f"  resnet18 scene {i}: {r}", file=sys.stderr, flush=True)
+        results.append(r)
     return [row(f"ResNet-18 on scenes (accuracy {accuracy:.0%})", results)]
 
 
@@ -245,7 +250,7 @@ def family_rows(args):
 # ----------------------------------------------------------------------------- table
 
 HEADER = ["model", "images", "circuit channels", "share of tapped", "target kept (circuit)",
-          "kept by random sets", "s / circuit"]
+          "kept by random sets", "kept with nothing", "s / circuit"]
 
 
 def markdown(rows):

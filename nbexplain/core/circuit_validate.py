@@ -225,13 +225,9 @@ class Sizing:
 
 
 def _grid(n):
-    """Candidate channel counts for a layer of ``n`` channels: 1 to n in steps of sqrt(2)."""
-    ks, f = set(), 1.0
-    while f * n >= 1:
-        ks.add(max(1, math.ceil(f * n)))
-        f /= math.sqrt(2)
-    ks.add(1)
-    return sorted(ks)
+    """Candidate channel counts for a layer of ``n`` channels: every count, 1 to n (bisection
+    needs about log2(n) tests)."""
+    return list(range(1, n + 1))
 
 
 def decision_sizes(model, layers, orders, inputs, *, target, fill="zero") -> Sizing:
@@ -242,15 +238,18 @@ def decision_sizes(model, layers, orders, inputs, *, target, fill="zero") -> Siz
     layer, fill the rest, run the input, see whether ``target`` is still the top class).
     The search, one single-image forward pass per test:
 
-    1. each layer alone (the other layers unablated): the smallest prefix, on a sqrt(2)
-       grid of counts, that keeps the target, found by bisection - what the decision
+    1. each layer alone (the other layers unablated): the smallest prefix that keeps
+       the target, found by bisection over the counts 1..C - what the decision
        needs at that layer at least;
     2. all layers together: those counts grown by a common factor (1, 1.25, 1.5, 2, 3,
-       4, 6, 8, 16, then everything), the smallest that keeps the target, by bisection.
+       4, 6, 8, 16, then everything), the smallest that keeps the target, by bisection;
+    3. each layer in turn (most grown first): shrunk back by bisection, but never below
+       its own bound from step 1.
 
-    Layers are not shrunk further once together: with a later layer ablated, the kept
-    channels there can carry the decision on their biases alone, which would make the
-    earlier layers look unneeded.
+    Layers are never shrunk below their step-1 bound: with a later layer ablated, the
+    kept channels there can carry the decision on their biases alone, which would make
+    the earlier layers look unneeded.
+
     Only tested sizes are returned, so the result always passes the test (bisection
     assumes that more channels do not hurt; where they do, the result is merely not the
     smallest). If even the unablated input is not classified as ``target``, every
@@ -299,6 +298,11 @@ def decision_sizes(model, layers, orders, inputs, *, target, fill="zero") -> Siz
             return {n: totals[n] if f == math.inf else min(totals[n], math.ceil(single[n] * f)) for n in layers}
 
         sizes = grown(smallest(factors, lambda f: f == math.inf or keeps(grown(f))))
+        for name in sorted(layers, key=lambda n: -(sizes[n] - single[n])):
+            grid = [k for k in _grid(totals[name]) if single[name] <= k < sizes[name]] + [sizes[name]]
+            if len(grid) > 1:
+                best = smallest(grid, lambda k: k == sizes[name] or keeps(dict(sizes, **{name: k})))
+                sizes = dict(sizes, **{name: best})
     return Sizing({n: int(sizes[n]) for n in layers}, totals, True, forwards)
 
 
