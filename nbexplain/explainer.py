@@ -15,8 +15,10 @@ from .config import ExplainConfig, resolve_config
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
 from .core.optimize import MaskOptimizer, make_fill, random_background
 from .core.progress import ProgressBar
+from .core.relevance import target_relevance
 from .core.taps import (
     borrowed,
+    default_layers,
     input_channels,
     model_device,
     resolve_layers,
@@ -38,9 +40,10 @@ class Explainer:
         BatchNorm buffers are as before after every call, and no hook stays.
     layers : list of str, optional
         Modules whose outputs are matched (names from ``model.named_modules()``).
-        Default: stem ReLU and ``layer1..layer4`` for ResNets, otherwise up to
-        five feature maps spread over the convolutional trunk (see
-        ``nbexplain.core.taps.layer_candidates``).
+        Default: up to five stage outputs (the last block at each resolution, among
+        modules that run once per forward), found by a probe forward at the input's
+        size (``stem relu, layer1..layer4`` for torchvision ResNets; see
+        ``nbexplain.core.layer_choice``).
     preprocess : callable, optional
         Turns a PIL image or HxWxC array into a model-space tensor, e.g.
         ``weights.transforms()``. Default: to-tensor plus ImageNet normalisation
@@ -59,6 +62,9 @@ class Explainer:
         self.model = model
         self._network = unwrap_model(model)
         self.layers = resolve_layers(self._network, _strip_wrapper_prefix(model, layers))
+        # Automatic layers are chosen again for each input size: a map that is spatial at 224 px
+        # may be 1x1 at 64 px.
+        self._auto_layers: dict | None = {} if layers is None else None
         self.preprocess = preprocess if preprocess is not None else DefaultPreprocess()
         if not callable(self.preprocess):
             raise TypeError("preprocess must be callable (e.g. torchvision weights.transforms())")
@@ -127,6 +133,11 @@ class Explainer:
         results: list[Explanation | None] = [None] * len(xs)
         for shape in dict.fromkeys(tuple(x.shape) for x in xs):  # same-size images share one batch
             idx = [i for i, x in enumerate(xs) if tuple(x.shape) == shape]
+            if self._auto_layers is not None:
+                size = shape[-2:]
+                if size not in self._auto_layers:
+                    self._auto_layers[size] = default_layers(self._network, size)
+                self.layers = self._auto_layers[size]
             batch = torch.cat([xs[i] for i in idx])
             for i, res in zip(idx, self._explain_batch(batch, [targets[i] for i in idx], cfg, seed, callbacks)):
                 results[i] = res
@@ -149,8 +160,11 @@ class Explainer:
             _warn_if_probabilities(logits_x)
             target = self._target_tensor(targets, logits_x)
             fill = make_fill(x, cfg.fill, self.normalization)
+            relevance = target_relevance(net, _LogitsOf(net), x, self.layers, acts_x, target) if cfg.target_aware else None
+            taps.reset()  # the relevance pass's activations are not needed
             opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
-                                callbacks, net=None if mask_net is None else mask_net(target, acts_x))
+                                callbacks, net=None if mask_net is None else mask_net(target, acts_x),
+                                relevance=relevance)
             info = self._start_info(x, target, fill, cfg, opt)
             _call(callbacks, "on_start", info)
             try:

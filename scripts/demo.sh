@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (first run only) and explain a bundled scene with a bundled model, offline.
+# Set up (first run only) and explain a real photo with the pretrained EfficientNet-Lite0, offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -121,7 +121,8 @@ def test_gradcam_layer_choice_and_errors(tiny, image):
     assert default_gradcam_layer(tiny_resnet()) == "layer4"
     assert default_gradcam_layer(tiny) == "features"
     flat = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
-    assert default_gradcam_layer(flat) == "2"
+    assert default_gradcam_layer(flat) == "3"  # the deepest feature map: the last ReLU's
+    assert any(isinstance(m, nn.LazyLinear) for m in flat.modules())  # the probe never fixed the user's lazy layer
     wrapped = nn.Sequential(OrderedDict(net=make_tiny()))
     assert default_gradcam_layer(wrapped) == "net.features"
     assert default_gradcam_layer(nn.DataParallel(tiny)) == "features"

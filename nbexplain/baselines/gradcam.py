@@ -28,7 +28,7 @@ def default_gradcam_layer(model: nn.Module) -> str:
     maps = probe_feature_maps(model)
     if not maps:
         raise ValueError(
-            f"{type(model).__name__} has no spatial feature map that Grad-CAM could read; "
+            f"{type(model).__name__} has no Conv2d feature map that Grad-CAM could read; "
             "pass layer='name' with a module name from model.named_modules()"
         )
     return maps[-1].name

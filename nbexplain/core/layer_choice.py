@@ -19,10 +19,13 @@ spread over the depth, the deepest always included.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 # Probe sizes, tried in order: non-square first, so channels-last maps [B, h, w, C] can be told
 # from channels-first ones; square and small ones for models that only accept those (ViTs).
@@ -44,13 +47,25 @@ class FeatureMap:
     size: tuple[int, int]
 
 
-def probe_feature_maps(model: nn.Module) -> list[FeatureMap]:
+def probe_feature_maps(model: nn.Module, size: tuple[int, int] | None = None) -> list[FeatureMap]:
     """The once-run modules returning channels-first feature maps, in the order they finish.
 
-    Runs one forward on a random probe input (the first size of ``PROBE_SIZES`` the model
-    accepts) in eval mode without gradients; the model's modes, parameters and buffers are
-    as before afterwards and no hook stays. Returns [] if the model accepts none of the sizes.
+    Runs one forward on a random probe input of ``size`` (the input to be explained), else of
+    the first size of ``PROBE_SIZES`` the model accepts, in eval mode without gradients; the
+    model's modes, parameters and buffers are as before afterwards and no hook stays.
+    Returns [] if the model accepts none of the sizes.
     """
+    lazy = any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
+    for probe_size in ([tuple(size)] if size is not None else []) + list(PROBE_SIZES):
+        # A forward fixes lazy layers' shapes: probe a copy, afresh for each size, never the user's model.
+        maps = _probe(copy.deepcopy(model).eval() if lazy else model, probe_size, own_copy=lazy)
+        if maps is not None:
+            return maps
+    return []
+
+
+def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> list[FeatureMap] | None:
+    """The feature maps of one probe forward at ``size``, or None if the model refuses that size."""
     from .taps import borrowed, input_channels, model_device
 
     names: dict[int, list[str]] = {}
@@ -59,41 +74,37 @@ def probe_feature_maps(model: nn.Module) -> list[FeatureMap]:
         if name:
             names.setdefault(id(module), []).append(name)
             modules[id(module)] = module
-    channels = input_channels(model) or 3
-    device = model_device(model)
-    for size in PROBE_SIZES:
-        calls: dict[int, int] = {}
-        seen: dict[int, tuple[int, tuple[int, ...]]] = {}
+    calls: dict[int, int] = {}
+    seen: dict[int, tuple[int, tuple[int, ...]]] = {}
 
-        def hook(module, _inputs, output, calls=calls, seen=seen):
-            if isinstance(output, (tuple, list)) and output:
-                output = output[0]
-            key = id(module)
-            calls[key] = calls.get(key, 0) + 1
-            if isinstance(output, torch.Tensor):
-                seen[key] = (len(seen), tuple(output.shape))
+    def hook(module, _inputs, output):
+        if isinstance(output, (tuple, list)) and output:
+            output = output[0]
+        key = id(module)
+        calls[key] = calls.get(key, 0) + 1
+        if isinstance(output, torch.Tensor):
+            seen[key] = (len(seen), tuple(output.shape))
 
-        handles = [m.register_forward_hook(hook) for m in _unique_modules(model)]
-        try:
-            with borrowed(model), torch.no_grad():
-                model(torch.rand(2, channels, *size, device=device))
-        except Exception:  # noqa: BLE001 - a size the model refuses; try the next one
+    handles = [m.register_forward_hook(hook) for m in _unique_modules(model)]
+    try:
+        with contextlib.nullcontext() if own_copy else borrowed(model), torch.no_grad():
+            model(torch.rand(2, input_channels(model) or 3, *size, device=model_device(model)))
+    except Exception:  # noqa: BLE001 - a size the model refuses
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+    maps = []
+    for key, (order, shape) in seen.items():
+        module_names = names.get(key, [])
+        if isinstance(modules[key], PADDINGS):
+            continue  # a padded copy of its input, at a size no layer computes on
+        if calls[key] != 1 or len(module_names) != 1 or not _is_feature_map(shape, size):
             continue
-        finally:
-            for h in handles:
-                h.remove()
-        maps = []
-        for key, (order, shape) in seen.items():
-            module_names = names.get(key, [])
-            if isinstance(modules[key], PADDINGS):
-                continue  # a padded copy of its input, at a size no layer computes on
-            if calls[key] != 1 or len(module_names) != 1 or not _is_feature_map(shape, size):
-                continue
-            if any(part.lower().startswith("aux") for part in module_names[0].split(".")):
-                continue  # auxiliary classifiers run only in training
-            maps.append(FeatureMap(module_names[0], order, shape[1], (shape[2], shape[3])))
-        return sorted(maps, key=lambda f: f.order)
-    return []
+        if any(part.lower().startswith("aux") for part in module_names[0].split(".")):
+            continue  # auxiliary classifiers run only in training
+        maps.append(FeatureMap(module_names[0], order, shape[1], (shape[2], shape[3])))
+    return sorted(maps, key=lambda f: f.order)
 
 
 def _unique_modules(model: nn.Module):

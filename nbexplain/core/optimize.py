@@ -22,6 +22,11 @@ from .taps import Taps
 #: shares of the image at which the final mask logits are cut (``MaskOptimizer.select_cut``)
 CUT_AREAS = (0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6)
 
+#: with the exact area budget, each sufficient step multiplies the budget by exp(-BUDGET_RATE * cfg.area)
+#: (0.86 at the default area weight 6) and each insufficient one divides it by that
+BUDGET_RATE = 0.025
+MIN_BUDGET = 0.002
+
 TERMS = ("activation", "kl", "ce", "area", "binarization", "tv", "robustness")
 
 
@@ -202,6 +207,10 @@ class MaskOptimizer:
         if start is not None and net is None:
             self.offset += start
         self.offset.requires_grad_(True)
+        # The per-image U-Net keeps an exact area budget (see ``masks``); a given generator (amortised)
+        # keeps its own threshold, and the area term prices pixels instead.
+        self.budget = torch.full((b,), float(start_share), device=x.device) if net is None else None
+        self._budget_cfg = cfg.replace(area=0.0, area_gate=False)
         groups = [{"params": list(self.net.parameters())}]
         if cfg.pixel_lr > 0:
             groups.append({"params": [self.offset], "lr": cfg.pixel_lr})
@@ -233,7 +242,8 @@ class MaskOptimizer:
         sufficient (label kept with ``prob_needed``, and on random backgrounds), if it beats the best
         mask the steps found. The steps rank pixels well before their own threshold settles; the cut
         makes the result the smallest sufficient mask of that ranking, at the cost of one batched forward."""
-        chosen, _ = self._cut_search(backgrounds=self.cfg.n_backgrounds > 0, fallback=False)
+        chosen, _ = self._cut_search(backgrounds=self.cfg.strict_backgrounds and self.cfg.n_backgrounds > 0,
+                                     fallback=False)
         area = chosen.flatten(1).mean(1)
         found = area <= 1.0  # rows without a sufficient cut come back as 2.0 (see _cut_search)
         better = found & ((self.best_rank < 2) | (area < self.best_loss))
@@ -249,7 +259,9 @@ class MaskOptimizer:
         ranked = z.flatten(1).sort(dim=1, descending=True).values
         pixels = ranked.shape[1]
         counts = [(ranked > 0).sum(1)] + [torch.full_like(ranked[:, 0], a * pixels).long() for a in CUT_AREAS]
-        thresholds = torch.cat([ranked.gather(1, (c.clamp(1, pixels) - 1)[:, None]) for c in counts], 1)
+        thresholds = torch.cat([ranked[:, :1] + 1.0]  # the empty mask: for a model that needs nothing
+                               + [ranked.gather(1, (c.clamp(1, pixels) - 1)[:, None]) for c in counts], 1)
+        counts = [torch.zeros_like(counts[0])] + counts
         masks = torch.stack([(z >= thresholds[:, j, None, None]).float() for j in range(len(counts))], 1)
         b, k = masks.shape[:2]
         m = masks[:, :, None]
@@ -283,6 +295,14 @@ class MaskOptimizer:
         that once filled or emptied would stay so).
         """
         z = self.net(self.net_input) + self.offset
+        if self.budget is not None:
+            # Exact area: keep the top ``budget`` share of the logits. A uniform shift of every logit
+            # then changes nothing, so the optimiser can only change which pixels are kept, by how
+            # much each one serves the decision; the budget itself follows sufficiency (``_optimise``).
+            flat = z.detach().flatten(1)
+            k = (flat.shape[1] - (self.budget * flat.shape[1]).round().long()).clamp(1, flat.shape[1])
+            cut = flat.sort(dim=1).values.gather(1, (k - 1)[:, None])
+            z = z - cut[:, :, None] - 1e-4
         p = torch.sigmoid(z)
         z_full = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         hard = (z_full > 0).float()
@@ -367,7 +387,10 @@ class MaskOptimizer:
         previous = None
         for step in range(cfg.steps):
             terms, hard, logits_e, logits_v = self.loss_terms(step)
-            total = total_loss(cfg, terms, logits_e, self.target, self.prob_fill, self.prob_needed)
+            if self.budget is None:
+                total = total_loss(cfg, terms, logits_e, self.target, self.prob_fill, self.prob_needed)
+            else:  # the budget sets the area: no price per pixel, and TV at full weight
+                total = total_loss(self._budget_cfg, terms, logits_e, self.target)
             self.optim.zero_grad(set_to_none=True)
             total.sum().backward()
             self.optim.step()
@@ -382,7 +405,7 @@ class MaskOptimizer:
                 else:
                     kept_v = torch.ones_like(kept)
                 confident = probs >= self.prob_needed
-                sufficient = kept & kept_v & confident
+                sufficient = kept & confident & (kept_v if cfg.strict_backgrounds else True)
                 self._track_best(total.detach(), hard, kept, sufficient)
                 if previous is not None:
                     flipped = (hard != previous).float().flatten(1).mean(1)
@@ -394,6 +417,12 @@ class MaskOptimizer:
                 # has not improved for a while (e.g. a mask stuck empty wastes no more steps).
                 since_best = torch.where(self._improved, torch.zeros_like(since_best), since_best + 1)
                 done = ((stable >= cfg.patience) & kept & kept_v) | (since_best >= 3 * cfg.patience)
+                if self.budget is not None:
+                    # Shrink the budget after a sufficient mask, grow it after an insufficient one;
+                    # done once no smaller sufficient mask has come for `patience` steps.
+                    rate = math.exp(-BUDGET_RATE * cfg.area)
+                    self.budget = torch.where(sufficient, self.budget * rate, self.budget / rate).clamp(MIN_BUDGET, 1.0)
+                    done = (since_best >= cfg.patience) & (self.best_rank == 2)
                 if step + 1 >= cfg.min_steps and bool(done.all()):
                     break
 

@@ -17,10 +17,12 @@ from torch import nn
 
 def target_relevance(net: nn.Module, logits_of, x: torch.Tensor, layers: list[str], acts_x: dict,
                      target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per layer, [B, h, w] maps of relu(sum_c dlogit_target/da * a) for channels-first maps
+    """Per layer, [B, h, w] maps of relu(sum_c dlogp_target/da * a) for channels-first maps
     (other shapes get no map). One forward and one backward of the model on x."""
     modules = dict(net.named_modules())
     deltas = {n: torch.zeros_like(a, requires_grad=True) for n, a in acts_x.items() if a.dim() == 4}
+    if not deltas:
+        return {}
     handles = []
 
     def make_hook(name):
@@ -36,7 +38,9 @@ def target_relevance(net: nn.Module, logits_of, x: torch.Tensor, layers: list[st
         for name in deltas:
             handles.append(modules[name].register_forward_hook(make_hook(name)))
         with torch.enable_grad():
-            logits = logits_of(x.clone())
+            # The target's log-probability: what sets it apart from the other classes (and the same
+            # whether the model returns logits or log-probabilities).
+            logits = logits_of(x.clone()).log_softmax(1)
             picked = logits.gather(1, target[:, None]).sum()
             grads = torch.autograd.grad(picked, list(deltas.values()), allow_unused=True)
     finally:

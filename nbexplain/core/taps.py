@@ -29,13 +29,13 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def default_layers(model: nn.Module) -> list[str]:
+def default_layers(model: nn.Module, size: tuple[int, int] | None = None) -> list[str]:
     """Up to five stage outputs spread over the depth, chosen from a probe forward (see
-    ``nbexplain.core.layer_choice``); for models without spatial feature maps, the
+    ``nbexplain.core.layer_choice``) at the input ``size`` if given; for models without spatial feature maps, the
     activations of their token MLPs; or a clear error."""
     from .layer_choice import probe_feature_maps, spread, stage_outputs, token_candidates
 
-    maps = probe_feature_maps(model)
+    maps = probe_feature_maps(model, size)
     if maps:
         chosen = stage_outputs(maps)
         if len(chosen) < 3:  # few resolutions: add maps spread over the depth
@@ -45,8 +45,8 @@ def default_layers(model: nn.Module) -> list[str]:
     if tokens:
         return spread(tokens)
     raise LayerError(
-        f"cannot choose layers automatically for {type(model).__name__}: a probe forward found no module that "
-        "runs once and returns a feature map [batch, channels, height, width]. Pass layers=['name', ...] with "
+        f"cannot choose layers automatically for {type(model).__name__}: a probe forward found no convolutional "
+        "feature map (no module that runs once and returns [batch, channels, height, width]). Pass layers=['name', ...] with "
         "module names from model.named_modules()."
     )
 

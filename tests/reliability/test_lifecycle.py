@@ -108,7 +108,7 @@ class InterruptOnCall(nn.Module):
         return self.inner(x)
 
 
-@pytest.mark.parametrize("call", [3, 4] + [random.Random(4).randrange(5, STEPS + 3)])
+@pytest.mark.parametrize("call", [4, 5] + [random.Random(4).randrange(6, STEPS + 4)])
 def test_keyboard_interrupt_inside_a_forward_pass(call):
     model = make_tiny().train()
     model.features[4] = InterruptOnCall(model.features[4], call)  # between two tapped layers
@@ -117,8 +117,9 @@ def test_keyboard_interrupt_inside_a_forward_pass(call):
     rec = Recorder()
     with pytest.raises(KeyboardInterrupt):
         ex.explain(image(), progress=False, callbacks=[rec], **options())
-    # Forward 1 reads the image, forward 2 the fill alone; forward k + 2 is training step k.
-    check_interrupted(ex, model, before, rec, steps_done=call - 3)
+    # Forward 1 reads the image, forward 2 its relevance to the target, forward 3 the fill alone;
+    # forward k + 3 is training step k.
+    check_interrupted(ex, model, before, rec, steps_done=call - 4)
 
 
 def test_interrupt_before_training_leaves_no_stale_partial():
@@ -127,7 +128,7 @@ def test_interrupt_before_training_leaves_no_stale_partial():
     with pytest.raises(KeyboardInterrupt):
         ex.explain(image(), progress=False, callbacks=[InterruptAt(2)], **options())
     assert ex.last_partial is not None
-    for call in (1, 2):  # the image's forward, then the fill's: both come before training
+    for call in (1, 2, 3):  # the image's forward, its relevance, the fill's: all come before training
         model.features[4] = InterruptOnCall(model.features[4] if call == 1 else model.features[4].inner, call)
         before = ModelState.of(model)
         with pytest.raises(KeyboardInterrupt):
