@@ -1,7 +1,7 @@
 """The grid pointing game on real photos with a real pretrained model, and a single-photo table.
 
     python benchmarks/bench_grid.py                       # 8 grids, every method
-    python benchmarks/bench_grid.py --grids 2 --methods nbexplain-fast,gradcam --no-photos
+    python benchmarks/bench_grid.py --grids 2 --methods nbexplain-fast,gradcam --photos 0
     python benchmarks/bench_grid.py --per-cell            # also GridPG proper: every cell's class
 
 Protocol (Rao, Boehle and Schiele, CVPR 2022): 2x2 grids of four real photos of
@@ -39,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--methods", default="nbexplain,nbexplain-fast,gradcam,occlusion,extremal")
     p.add_argument("--min-prob", type=float, default=0.5, help="confidence a photo needs at cell size")
     p.add_argument("--per-cell", action="store_true", help="also explain every cell's class (GridPG proper)")
-    p.add_argument("--no-photos", action="store_true", help="skip the single-photo table")
+    p.add_argument("--photos", type=int, default=5, help="README photos in the single-photo table (0: none)")
     p.add_argument("--ep-iterations", type=int, default=800)
     p.add_argument("--options", default="", help="ExplainConfig overrides for nbexplain, e.g. 'keep_ratio=0.8,steps=60'")
     p.add_argument("--seed", type=int, default=0)
@@ -196,7 +196,7 @@ def grid_table(rows, cells, per_cell):
     return "\n".join(lines)
 
 
-def photo_table(zoo, methods):
+def photo_table(zoo, methods, n_photos):
     """Single photos: area, label kept, deletion and insertion AUC (fill: mean colour), seconds."""
     from nbexplain.attribution import as_attribution
     from nbexplain.datasets import README_PHOTOS, load_photo
@@ -204,7 +204,7 @@ def photo_table(zoo, methods):
 
     lines = ["| photo | class | method | area kept | label kept | deletion AUC ↓ | insertion AUC ↑ | seconds |",
              "|---|---|---|---|---|---|---|---|"]
-    for photo in README_PHOTOS:
+    for photo in README_PHOTOS[:n_photos]:
         x = zoo.preprocess(load_photo(photo))
         with torch.no_grad():
             t = int(zoo.model(x[None]).argmax())
@@ -241,9 +241,9 @@ def main(argv=None) -> int:
     print(f"\nGrid pointing game, EfficientNet-Lite0, {len(grids)} grids of 2x2 real photos at {SIZE} px "
           "(chance 0.25)\n")
     print(grid_table(rows, cells, args.per_cell))
-    if not args.no_photos:
+    if args.photos:
         print("\nSingle photos at 224 px (the model's top-1 explained)\n")
-        print(photo_table(zoo, methods))
+        print(photo_table(zoo, methods, args.photos))
     return 0
 
 

@@ -1,8 +1,10 @@
 """Seconds per image and peak memory of every method, side by side in one process.
 
-    python benchmarks/bench_speed.py                   # stock ResNet-18 at 224 and the bundled honest model
+    python benchmarks/bench_speed.py                   # EfficientNet-Lite0 on photos, a stock ResNet-18 at 224, the honest model
     python benchmarks/bench_speed.py --n 3 --skip-extremal
 
+Models: the pretrained EfficientNet-Lite0 on the five README photos at 224 px (plus one
+448 px grid of four of them), a stock ResNet-18 at 224 and the bundled honest model.
 Methods: nbexplain's presets (fast, default), batched nbexplain (8 and 32
 images at once), the bundled amortised explainer (one pass; trained by
 scripts/train_amortized.py on scenes disjoint from these), Captum Grad-CAM, Captum occlusion
@@ -117,6 +119,19 @@ def bench_model(name, model, preprocess, labels, images, targets, gts, args, amo
     return rows
 
 
+def large_input_row(zoo, images, targets):
+    """The default preset on a 448 px grid of four 224 px photos (the first photo's class explained)."""
+    from nbexplain import Explainer
+
+    grid = torch.cat([torch.cat(images[0:2], 2), torch.cat(images[2:4], 2)], 1)
+    ex = Explainer(zoo.model, preprocess=zoo.preprocess, labels=zoo.labels)
+    reset_peak_memory()
+    start = time.perf_counter()
+    ex.explain(grid, target=targets[0], progress=False, live=False)
+    return dict(model="lite0", method="nbexplain default, 448 px grid of 4", n=1, seconds=time.perf_counter() - start,
+                spread=0.0, peak=peak_memory_mb(), gt_precision=None, pointing=None)
+
+
 def print_table(rows):
     base = {r["model"]: r["seconds"] for r in rows if r["method"] == "nbexplain default"}
     head = f"| {'model':10} | {'method':40} | {'n':>3} | {'s / image':>14} | {'x default':>9} | {'peak MB':>8} | {'gt_precision':>12} | {'pointing':>8} |"
@@ -136,11 +151,21 @@ def main(argv=None):
     parser.add_argument("--n-slow", type=int, default=2, help="images for the 800-iteration extremal run")
     parser.add_argument("--batches", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--skip-extremal", action="store_true")
-    parser.add_argument("--models", nargs="*", default=["resnet18", "honest"])
+    parser.add_argument("--models", nargs="*", default=["lite0", "resnet18", "honest"])
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
 
     rows = []
+    if "lite0" in args.models:
+        from nbexplain.datasets import README_PHOTOS, load_photo
+        from nbexplain.zoo import load_model
+
+        zoo = load_model("efficientnet_lite0")
+        images = [zoo.preprocess(load_photo(p)) for p in README_PHOTOS][: args.n]
+        with torch.no_grad():
+            targets = [int(zoo.model(x[None]).argmax()) for x in images]
+        rows += bench_model("lite0", zoo.model, zoo.preprocess, zoo.labels, images, targets, [None] * len(images), args)
+        rows.append(large_input_row(zoo, images, targets))
     if "resnet18" in args.models:
         import torchvision
 

@@ -217,7 +217,7 @@ class Explainer:
         return {"total_steps": cfg.steps, "input": x[0].detach().cpu(), "image": to_display(x[0], self.normalization),
                 # Without a known normalisation the display is scaled per image, so the fill's true colour is unknown.
                 "fill_image": to_display(fill[0], self.normalization) if self.normalization is not None else None,
-                "target": t, "target_name": name, "mask_shape": opt.size}
+                "target": t, "target_name": name, "mask_shape": opt.size, "prob_original": float(opt.prob_x[0])}
 
     def _finish(self, opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted) -> list[Explanation]:
         net = self._network

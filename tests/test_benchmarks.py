@@ -57,3 +57,11 @@ def test_circuit_benchmark_prints_one_row_per_model_and_family(capsys):
     read = [r for r in rows[1:] if "refused" not in r[2]]
     assert len(read) == 8 and all(r[4].strip() == "100%" for r in read)  # decision-sized: the circuit keeps it
     assert "refused" in rows[-1][2] and "vit" in rows[-1][0]
+
+
+def test_grid_benchmark_prints_the_pointing_game_and_the_photo_table(capsys):
+    args = ["--grids", "1", "--photos", "1", "--methods", "gradcam,nbexplain-fast", "--options", "steps=3,min_steps=3"]
+    assert load("bench_grid").main(args) == 0
+    out = capsys.readouterr().out
+    assert "Grid pointing game" in out and "| gradcam |" in out and "| nbexplain-fast |" in out
+    assert "Single photos" in out and out.count("| cat |") == 2  # one row per method

@@ -642,3 +642,11 @@ def test_live_frames_get_the_fill_so_they_look_like_the_scored_explanation(clock
     assert w.fill_image == b""
     w.on_start(info)  # no fill known (unknown normalisation): the front end draws removed pixels black
     assert w.fill_image == b""
+
+
+def test_probability_on_the_image_is_shown_from_the_start():
+    w = ExplanationWidget()
+    w.on_start({**start_info(), "prob_original": 0.42})
+    assert w.status == "training" and w.summary == {"prob_original": 0.42}
+    w.on_start(start_info())  # a run that does not know it shows a dash, not the last run's value
+    assert w.summary == {}

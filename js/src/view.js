@@ -193,7 +193,9 @@ export function render({ model, el }) {
     drawImage();
     circuitSection.hidden = true;
     panel.hide();
-    for (const x of [stats.probX, stats.robustness]) x.value.textContent = "\u2014";
+    // p(target | x) is known before the first step; robustness only once training ends.
+    stats.probX.value.textContent = formatProb((model.get("summary") ?? {}).prob_original);
+    stats.robustness.value.textContent = "\u2014";
     if (lastFrame) drawFrame(lastFrame);
   }
 

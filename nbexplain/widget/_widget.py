@@ -142,7 +142,10 @@ class ExplanationWidget(anywidget.AnyWidget):
             self.mask, self.mask_shape = b"", [0, 0]
             self.explanation, self.explanation_shape = b"", [0, 0]
             self.history, self.circuit, self.circuit_original = {}, {}, {}
-            self.summary, self.note, self.note_details = {}, "", ""
+            self.note, self.note_details = "", ""
+            # p(target | x) is known before the first step: shown from the start.
+            self._prob_original = info.get("prob_original")
+            self.summary = json_safe({"prob_original": self._prob_original}) if self._prob_original is not None else {}
 
     def on_step(self, state: Any) -> None:
         """One optimisation step: record it; send it as a frame if the throttle allows."""
@@ -297,7 +300,7 @@ class ExplanationWidget(anywidget.AnyWidget):
                 {
                     "target": self.target,
                     "target_name": self.target_name,
-                    "prob_original": None,
+                    "prob_original": getattr(self, "_prob_original", None),
                     "prob_explanation": last.get("prob"),
                     "area": float(to_numpy(best_mask).mean()) if best_mask is not None else last.get("mask_area"),
                     "robustness": None,

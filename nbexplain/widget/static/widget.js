@@ -1071,7 +1071,8 @@ function render({ model, el }) {
     drawImage();
     circuitSection.hidden = true;
     panel.hide();
-    for (const x of [stats.probX, stats.robustness]) x.value.textContent = "\u2014";
+    stats.probX.value.textContent = formatProb((model.get("summary") ?? {}).prob_original);
+    stats.robustness.value.textContent = "\u2014";
     if (lastFrame) drawFrame(lastFrame);
   }
   function drawAll() {
