@@ -265,14 +265,14 @@ class MaskOptimizer:
         masks = torch.stack([(z >= thresholds[:, j, None, None]).float() for j in range(len(counts))], 1)
         b, k = masks.shape[:2]
         m = masks[:, :, None]
-        logits = self.model((m * self.x[:, None] + (1 - m) * self.fill[:, None]).flatten(0, 1)).view(b, k, -1)
+        logits = self._forward_chunks(m * self.x[:, None] + (1 - m) * self.fill[:, None]).view(b, k, -1)
         probs = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, k, 1))[..., 0]
         ok = (logits.argmax(-1) == self.target[:, None]) & (probs >= self.prob_needed[:, None])
         if backgrounds and bool(ok.any()):
             kinds = self.cfg.backgrounds
             for j in range(self.cfg.n_backgrounds):
                 bg = random_background(kinds[j % len(kinds)], self.x, self.gen)
-                v = self.model((m * self.x[:, None] + (1 - m) * bg[:, None]).flatten(0, 1)).view(b, k, -1)
+                v = self._forward_chunks(m * self.x[:, None] + (1 - m) * bg[:, None]).view(b, k, -1)
                 ok &= v.argmax(-1) == self.target[:, None]
         self.taps.reset()  # these forwards are not the result's; the result's own forward comes later
         area = masks.flatten(2).mean(2)
@@ -284,6 +284,15 @@ class MaskOptimizer:
         if not fallback:
             chosen = torch.where(ok[rows, choice][:, None, None], chosen, torch.full_like(chosen, 2.0))
         return chosen, thresholds[rows, choice]
+
+    def _forward_chunks(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of [b, k, C, H, W] images, flattened to b * k, in chunks of about 32 images of
+        224 x 224 pixels, so that scoring many cuts of a batch of large images stays within memory."""
+        flat = images.flatten(0, 1)
+        chunk = max(1, int(32 * 224 * 224 / (flat.shape[-1] * flat.shape[-2])))
+        out = [self.model(flat[i:i + chunk]) for i in range(0, flat.shape[0], chunk)]
+        self.taps.reset()
+        return torch.cat(out)
 
     def masks(self):
         """Probabilities at working resolution; the binary mask there and at full resolution,
