@@ -17,7 +17,7 @@ from torch import nn
 
 def target_relevance(net: nn.Module, logits_of, x: torch.Tensor, layers: list[str], acts_x: dict,
                      target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per layer, [B, h, w] maps of relu(sum_c dlogp_target/da * a) for channels-first maps
+    """Per layer, [B, h, w] maps of relu(sum_c dz_target/da * a) for channels-first maps
     (other shapes get no map). One forward and one backward of the model on x."""
     modules = dict(net.named_modules())
     deltas = {n: torch.zeros_like(a, requires_grad=True) for n, a in acts_x.items() if a.dim() == 4}
@@ -38,9 +38,9 @@ def target_relevance(net: nn.Module, logits_of, x: torch.Tensor, layers: list[st
         for name in deltas:
             handles.append(modules[name].register_forward_hook(make_hook(name)))
         with torch.enable_grad():
-            # The target's log-probability: what sets it apart from the other classes (and the same
-            # whether the model returns logits or log-probabilities).
-            logits = logits_of(x.clone()).log_softmax(1)
+            # The target's own score, not its log-probability: the latter's gradient also rewards the
+            # evidence against every other class, which keeps other objects (measured on grids of photos).
+            logits = logits_of(x.clone())
             picked = logits.gather(1, target[:, None]).sum()
             grads = torch.autograd.grad(picked, list(deltas.values()), allow_unused=True)
     finally:

@@ -313,13 +313,22 @@ def test_outputs_that_are_not_logits_are_refused(post, message):
 
 @pytest.mark.parametrize(
     "post",
-    [lambda z, x: (z, x.mean()), lambda z, x: WithLogits(z), lambda z, x: z.log_softmax(1)],
-    ids=["tuple", "output-object", "log-softmax"],
+    [lambda z, x: (z, x.mean()), lambda z, x: WithLogits(z)],
+    ids=["tuple", "output-object"],
 )
 def test_outputs_wrapping_logits_are_explained_like_the_logits(post):
     res = explain(Explainer(Head(post), layers=["net.features.2", "net.features.5"]))
     ref = explain(Explainer(Head(lambda z, x: z), layers=["net.features.2", "net.features.5"]))
     assert torch.equal(res.mask, ref.mask) and res.target == ref.target
+
+
+def test_log_probabilities_are_explained_as_scores():
+    """Log-probabilities have the logits' softmax, so the same target and a mask that keeps it; the
+    mask may differ, since the start weighs positions by the gradient of the target's own score."""
+    res = explain(Explainer(Head(lambda z, x: z.log_softmax(1)), layers=["net.features.2", "net.features.5"]))
+    ref = explain(Explainer(Head(lambda z, x: z), layers=["net.features.2", "net.features.5"]))
+    assert res.target == ref.target and res.label_kept and is_binary(res.mask)
+    assert res.prob_original == pytest.approx(ref.prob_original, abs=1e-5)
 
 
 def test_probabilities_instead_of_logits_warn():
