@@ -182,7 +182,7 @@ def fmt(v, pattern="{:.2f}"):
 def grid_table(rows, cells, per_cell):
     head = "| method | in-cell share ↑ (min) | area kept | p(target): explanation ≥ grid | seconds per grid |"
     if per_cell:
-        head = head[:-1] + " GridPG, every cell ↑ |"
+        head += " GridPG, every cell ↑ |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for name, rs in rows.items():
         share = [r["share"] for r in rs]

@@ -3,8 +3,10 @@
 The weights are chosen so that each term is of order one at the start of
 training (activation distances are scale-free, the area is a fraction, the
 total variation is a mean over neighbour pairs).  The trade-off between a
-tight and a loose mask (the paper's Figure 2) is ``area`` and ``tv``:
-raise them for smaller, more compact masks, lower them for fuller coverage.
+tight and a loose mask (the paper's Figure 2) is ``keep_ratio`` and ``tv``:
+lower ``keep_ratio`` for the least evidence the model needs, raise it (and lower
+``tv``) for fuller coverage; the per-image mask keeps an exact area budget that
+``area`` shrinks while the mask suffices.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ BACKGROUNDS = ("zeros", "gaussian", "uniform")
 class ExplainConfig:
     """Loss weights, schedule and mask generator settings.
 
-    Build one with keywords (``ExplainConfig(area=4.0)``), from a preset
+    Build one with keywords (``ExplainConfig(keep_ratio=0.9)``), from a preset
     (``ExplainConfig.preset("fast")``) or derive one (``cfg.replace(steps=300)``).
     Unknown names raise a ``TypeError`` that lists the valid ones.
     """
