@@ -307,7 +307,7 @@ def _check_widget(lab, page):
             nb.content.activeCell.model.sharedModel.setSource(code);
             void app.commands.execute('notebook:run-cell');
         }""",
-        "res2 = explainer.explain(image, steps=5000, min_steps=5000, mask_resolution=24)",
+        "res2 = explainer.explain(photo, steps=5000, min_steps=5000, mask_resolution=24)",
     )
     page.wait_for_function(
         """() => { const r = document.querySelectorAll('.nbx-root')[2];
