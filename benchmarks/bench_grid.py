@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 import warnings
+from typing import NamedTuple
 
 import torch
 
@@ -107,6 +108,16 @@ def parse_options(text: str) -> dict:
     return out
 
 
+class Answer(NamedTuple):
+    """What a method returns: its map, and for nbexplain the mask's area, p(target | explanation) and
+    whether the label holds on the explanation (scored with the explanation's own fill)."""
+
+    map: torch.Tensor
+    area: float | None = None
+    p_e: float | None = None
+    kept: bool | None = None
+
+
 def make_methods(zoo, names, ep_iterations, options=None):
     from nbexplain import Explainer
     from nbexplain.baselines import gradcam, occlusion
@@ -116,20 +127,20 @@ def make_methods(zoo, names, ep_iterations, options=None):
     def nbexplain(preset):
         def run(x, t):
             res = ex.explain(x, target=t, config=preset, live=False, progress=False, **(options or {}))
-            return res.mask, res.area, res.prob_explanation
+            return Answer(res.mask, res.area, res.prob_explanation, res.label_kept)
         return run
 
     table = {
         "nbexplain": nbexplain("default"),
         "nbexplain-fast": nbexplain("fast"),
-        "gradcam": lambda x, t: (gradcam(zoo.model, x, t).map, None, None),
-        "occlusion": lambda x, t: (occlusion(zoo.model, x, t, window=15, stride=8).map, None, None),
+        "gradcam": lambda x, t: Answer(gradcam(zoo.model, x, t).map),
+        "occlusion": lambda x, t: Answer(occlusion(zoo.model, x, t, window=15, stride=8).map),
     }
     if "extremal" in names:
         try:
             import torchray  # noqa: F401  (optional benchmark-only dependency)
 
-            table["extremal"] = lambda x, t: (extremal(zoo.model, x, t, ep_iterations), None, None)
+            table["extremal"] = lambda x, t: Answer(extremal(zoo.model, x, t, ep_iterations))
         except ImportError:
             print("torchray is not installed: extremal perturbation skipped (pip install torchray)")
     return {n: table[n] for n in names if n in table}
@@ -160,12 +171,12 @@ def play(zoo, grids, methods, per_cell):
         print(f"grid {g}: {names}, explaining {zoo.labels[classes[k]]!r} (cell {k}, p={float(p_grid[classes[k]]):.2f})",
               file=sys.stderr)
         for name, fn in methods.items():
-            (amap, area, p_e), sec = timed(fn, grid, classes[k])
+            (amap, area, p_e, _), sec = timed(fn, grid, classes[k])
             rows[name].append({"share": in_cell_share(amap, k), "area": area, "seconds": sec,
                                "p_grid": float(p_grid[classes[k]]), "p_e": p_e})
             if per_cell:
                 for j in range(4):
-                    amap_j = amap if j == k else fn(grid, classes[j])[0]
+                    amap_j = amap if j == k else fn(grid, classes[j]).map
                     cells[name].append(in_cell_share(amap_j, j))
     return rows, cells
 
@@ -197,7 +208,8 @@ def grid_table(rows, cells, per_cell):
 
 
 def photo_table(zoo, methods, n_photos):
-    """Single photos: area, label kept, deletion and insertion AUC (fill: mean colour), seconds."""
+    """Single photos: area, label kept (on the explanation as scored with its own fill), deletion and
+    insertion AUC (fill: mean colour, the same for every method), seconds."""
     from nbexplain.attribution import as_attribution
     from nbexplain.datasets import README_PHOTOS, load_photo
     from nbexplain.metrics import deletion_curve, insertion_curve
@@ -209,14 +221,11 @@ def photo_table(zoo, methods, n_photos):
         with torch.no_grad():
             t = int(zoo.model(x[None]).argmax())
         for name, fn in methods.items():
-            (amap, area, p_e), sec = timed(fn, x, t)
+            (amap, area, _, kept), sec = timed(fn, x, t)
             attr = as_attribution(amap, target=t, method=name)
             dele = deletion_curve(zoo.model, x, attr, target=t).auc
             ins = insertion_curve(zoo.model, x, attr, target=t).auc
-            kept = ""
-            if area is not None:
-                with torch.no_grad():
-                    kept = "yes" if int(zoo.model((x * amap)[None]).argmax()) == t else "no"
+            kept = "" if kept is None else ("yes" if kept else "no")
             lines.append(f"| {photo} | {zoo.labels[t]} | {name} | {fmt(area, '{:.1%}')} | {kept} | {dele:.3f} | "
                          f"{ins:.3f} | {sec:.2f} |")
     return "\n".join(lines)

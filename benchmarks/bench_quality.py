@@ -27,6 +27,7 @@ def parse_args(argv=None):
     p.add_argument("--methods", default="nbexplain,gradcam,occlusion",
                    help="comma-separated: nbexplain and names of nbexplain.baselines.METHODS")
     p.add_argument("--preset", default="default", help="ExplainConfig preset for nbexplain (fast, default, thorough)")
+    p.add_argument("--options", default="", help="ExplainConfig overrides for nbexplain, e.g. 'fill=\"blur\",steps=60'")
     p.add_argument("--model", default="honest", help="zoo model (default honest)")
     p.add_argument("--weights", default=None, help="a weight file written by the zoo's save_model, instead of --model")
     p.add_argument("--size", type=int, default=128, help="scene side in pixels (the zoo models' size)")
@@ -41,6 +42,17 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="also write per-scene scores to this file (after every scene)")
     p.add_argument("--resume", action="store_true", help="continue the run recorded in --json instead of restarting")
     return p.parse_args(argv)
+
+
+def parse_options(text: str) -> dict:
+    """'k=v,k2=v2' (Python literals) as keyword arguments."""
+    import ast
+
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, _, value = item.partition("=")
+        out[key.strip()] = ast.literal_eval(value.strip())
+    return out
 
 
 def summarise(rows: list[dict]) -> dict[str, tuple[float, float]]:
@@ -81,7 +93,7 @@ def load_previous(args) -> list:
             saved = json.load(f)
     except FileNotFoundError:
         return []
-    same = ("methods", "preset", "model", "weights", "size", "seed", "target", "amortized")
+    same = ("methods", "preset", "options", "model", "weights", "size", "seed", "target", "amortized")
     changed = [k for k in same if saved["args"].get(k) != getattr(args, k)]
     if changed:
         raise SystemExit(f"--resume: {args.json} was written with different {changed}")
@@ -94,7 +106,7 @@ def main(argv=None) -> int:
         raise SystemExit("--amortized uses the bundled generator of --model on the CPU: drop --weights / --device")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from nbexplain import Explainer
+    from nbexplain import ExplainConfig, Explainer
     from nbexplain.compare import compare
     from nbexplain.datasets import make_scenes
     from nbexplain.metrics import METRICS
@@ -105,7 +117,7 @@ def main(argv=None) -> int:
     zm = load_weights_file(args.weights) if args.weights else load_model(args.model)
     model = zm.model.to(args.device) if args.device else zm.model
     scenes = make_scenes(args.n, seed=args.seed, size=args.size)
-    explainer = Explainer(model, preprocess=zm.preprocess, labels=zm.labels, config=args.preset) \
+    explainer = Explainer(model, preprocess=zm.preprocess, labels=zm.labels, config=ExplainConfig.preset(args.preset, **parse_options(args.options))) \
         if "nbexplain" in methods else None
 
     amortized = load_amortized(args.model) if args.amortized else None

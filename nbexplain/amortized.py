@@ -256,7 +256,7 @@ class AmortizedExplainer(Explainer):
         if self.generator is None:
             raise RuntimeError("nothing to save: call fit() first")
         torch.save({"state_dict": self.generator.state_dict(), "generator": self.generator.config,
-                    "layers": list(self.layers), "format": FORMAT}, path)
+                    "layers": list(self.layers), "fill": self.config.fill, "format": FORMAT}, path)
 
     @classmethod
     def load(cls, path, model, layers=None, preprocess=None, labels=None, config=None, device=None):
@@ -266,6 +266,8 @@ class AmortizedExplainer(Explainer):
                              "train it again with AmortizedExplainer.fit()")
         am = cls(model, layers=layers or saved["layers"], preprocess=preprocess, labels=labels, config=config,
                  device=device)
+        if config is None:  # score and refine with the fill it was trained with (older files: the mean colour)
+            am.config = am.config.replace(fill=saved.get("fill", "mean"))
         gen_cfg = saved["generator"]
         if am.config.unet_width != gen_cfg["width"] or am.config.unet_depth != gen_cfg["depth"]:
             am.config = am.config.replace(unet_width=gen_cfg["width"], unet_depth=gen_cfg["depth"])

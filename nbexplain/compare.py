@@ -17,6 +17,7 @@ import torch
 from .attribution import Attribution
 from .baselines import METHODS, run_method
 from .baselines._common import model_batch, resolve_target
+from .config import ExplainConfig
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
 from .core.taps import input_channels, unwrap_model
 from .core.optimize import make_fill
@@ -180,7 +181,7 @@ def compare(
     reuse (default: ``Explainer(model, preprocess=preprocess, labels=labels)``).
     ``area``: where continuous maps are binarised (default: the explanation's
     area, else the ground truth's, else 20%).  ``fill``: what removed pixels
-    become in model space (default: the explainer's fill, the mean colour).
+    become in model space (default: the explainer's fill, a blur of x).
     ``method_options``: ``{"occlusion": {"window": 8}, ...}``.  Other keywords
     go to ``explainer.explain`` (``seed``, ``config``, ``steps``...).
     ``save``: also write the figure there.
@@ -241,7 +242,7 @@ def _fill(x, fill, res, normalization) -> torch.Tensor:
     """Removed pixels' values in model space, broadcastable to x: given, or the explainer's own fill."""
     if fill is not None:
         return torch.as_tensor(fill, dtype=x.dtype).to(x.device).expand_as(x).clone()
-    kind = res.config.fill if res is not None and hasattr(res, "config") else "mean"
+    kind = res.config.fill if res is not None and hasattr(res, "config") else ExplainConfig().fill
     return make_fill(x, kind, normalization)
 
 

@@ -224,6 +224,8 @@ class Explainer:
         masks = opt.best_masks.detach()
         m4 = masks[:, None]
         e = m4 * x + (1 - m4) * fill
+        if not interrupted:
+            opt.phase("scoring the explanation and its random backgrounds")
         with torch.no_grad():
             logits_e = _logits(net(e.clone()))  # e itself goes into the result
             acts_e = opt.taps.collect()

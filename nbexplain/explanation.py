@@ -15,7 +15,7 @@ from .core.inputs import Normalization
 
 EMPTY_NOTE = (
     "The mask is empty because the model gives this class to the fill alone (no pixel of the image "
-    "is needed for it); explain another class, or compare with fill='blur'"
+    "is needed for it); explain another class, or compare with another fill (fill='mean')"
 )
 
 

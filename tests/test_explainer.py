@@ -196,6 +196,24 @@ def test_callbacks_receive_start_steps_and_end(tiny, image):
     assert seen["end"]["result"] is res and seen["end"]["interrupted"] is False
 
 
+def test_the_work_after_the_steps_is_announced_as_phases(tiny, image):
+    events = []
+
+    class Cb:
+        def on_step(self, state):
+            events.append("step")
+
+        def on_phase(self, name):
+            events.append(name)
+
+        def on_end(self, info):
+            events.append("end")
+
+    Explainer(tiny, layers=LAYERS).explain(image, progress=False, callbacks=[Cb()], **fast_options())
+    after = events[len(events) - events[::-1].index("step"):]  # what comes after the last step
+    assert after == ["choosing the smallest sufficient cut", "scoring the explanation and its random backgrounds", "end"]
+
+
 @pytest.mark.filterwarnings("ignore:explaining:UserWarning")  # the forced empty mask may keep the tiny model's label
 def test_a_run_that_never_kept_the_label_is_retried_from_a_fuller_mask(tiny, image, monkeypatch):
     from nbexplain.core.optimize import MaskOptimizer
@@ -320,4 +338,8 @@ def test_progress_bar_grows_with_a_retried_run():
     bar.on_step(step(6, 6))
     bar.on_step(step(9, 12))  # the retry numbers its steps after the first run's
     assert (bar.bar.n, bar.bar.total) == (9, 12)
+    bar.on_step(step(10, 12))
+    bar.on_phase("choosing the smallest sufficient cut")  # stopped early: the bar is full, and says what runs
+    assert (bar.bar.n, bar.bar.total) == (10, 10)
+    assert bar.bar.desc.startswith("explaining x: choosing the smallest sufficient cut")
     bar.on_end({})

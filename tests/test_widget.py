@@ -294,6 +294,20 @@ def test_on_end_settles_on_the_result(recording, clock):
     assert set(w.history["terms"]) >= {"kl", "total", "prob", "mask_area"}
 
 
+def test_the_badge_follows_each_phase_until_the_result_settles(recording, clock):
+    w = make_widget(clock)
+    w.on_start(start_info())
+    assert w.phase == "optimising the mask"
+    run_steps(w, clock, 5, 0.01)
+    w.on_phase("choosing the smallest sufficient cut")
+    assert w.status == "training" and w.phase == "choosing the smallest sufficient cut"
+    phases = []
+    w.observe(lambda change: phases.append(change["new"]), names="phase")
+    res = FakeResult()
+    w.on_end({"interrupted": False, "best_mask": res.mask, "result": res})
+    assert phases == ["reading the circuits", ""] and w.status == "done"
+
+
 def test_interrupt_without_result_keeps_the_best_mask(recording, clock):
     w = make_widget(clock)
     run_steps(w, clock, 30, 0.05)

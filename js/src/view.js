@@ -124,7 +124,9 @@ export function render({ model, el }) {
   function drawHeader() {
     const status = model.get("status") ?? "idle";
     root.dataset.status = status;
-    statusBadge.textContent = status === "done" ? "done" : status;
+    // While training, the badge says which phase runs (steps, cut, scoring, circuits).
+    const phase = model.get("phase");
+    statusBadge.textContent = status === "training" && phase ? phase : status;
     statusBadge.dataset.status = status;
     const name = model.get("target_name");
     targetName.textContent = name ? `explaining \u201c${name}\u201d` : "";
@@ -262,6 +264,7 @@ export function render({ model, el }) {
     ["change:note", drawNote],
     ["change:note_details", drawNote],
     ["change:target_name", drawHeader],
+    ["change:phase", drawHeader],
   ]);
   for (const [event, fn] of listeners) model.on(event, fn);
   drawAll();

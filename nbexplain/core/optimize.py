@@ -179,6 +179,9 @@ class MaskOptimizer:
         # probability over the fill alone. Measured from zero instead, a model that already
         # gives the target to a blank image would be "explained" by an empty mask.
         self.prob_needed = prob_fill + cfg.keep_ratio * (self.prob_x - prob_fill)
+        # Whether x itself keeps the label. If it does not (explaining a class the model does not
+        # predict, e.g. one cell of a grid), more of x brings the mask no closer to sufficiency.
+        self.x_sufficient = logits_x.argmax(1) == target
         self.callbacks = list(callbacks)
         b, c, h, w = x.shape
         self.size = working_size(h, w, cfg)
@@ -361,13 +364,24 @@ class MaskOptimizer:
         The half-on start stays the first try: on the runs that succeed it finds tighter masks.
         """
         self._optimise()
+        self.phase("choosing the smallest sufficient cut")
         self.select_cut()
-        failed = (self.best_rank < 2).nonzero()[:, 0]
+        # A start from most of the image helps only where the image itself keeps the label.
+        failed = ((self.best_rank < 2) & self.x_sufficient).nonzero()[:, 0]
         if self.cfg.retry_area is not None and len(failed):
             self._retry(failed)
 
+    def phase(self, name: str) -> None:
+        """Tell the callbacks what runs now, between or after the steps (``on_phase(name)``)."""
+        for cb in self.callbacks:
+            fn = getattr(cb, "on_phase", None)
+            if fn is not None:
+                fn(name)
+
     def _retry(self, rows: torch.Tensor) -> None:
         shows_first = bool(rows[0] == 0)  # callbacks follow the batch's first image
+        if shows_first:
+            self.phase("no sufficient mask yet: retrying from a fuller one")
         again = MaskOptimizer(
             self.model, self.taps, self.layers, self.x[rows], self.target[rows],
             {k: v[rows] for k, v in self.acts_x.items()}, self.logits_x[rows], self.fill[rows], self.cfg,
@@ -429,8 +443,11 @@ class MaskOptimizer:
                 if self.budget is not None:
                     # Shrink the budget after a sufficient mask, grow it after an insufficient one;
                     # done once no smaller sufficient mask has come for `patience` steps.
+                    # For a class x itself does not predict, more of x is no nearer to sufficiency: the
+                    # budget only shrinks, towards the positions that carry the class.
                     rate = math.exp(-BUDGET_RATE * cfg.area)
-                    self.budget = torch.where(sufficient, self.budget * rate, self.budget / rate).clamp(MIN_BUDGET, 1.0)
+                    grow = ~sufficient & self.x_sufficient
+                    self.budget = torch.where(grow, self.budget / rate, self.budget * rate).clamp(MIN_BUDGET, 1.0)
                     done = (since_best >= cfg.patience) & (self.best_rank == 2)
                 if step + 1 >= cfg.min_steps and bool(done.all()):
                     break

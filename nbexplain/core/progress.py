@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class ProgressBar:
-    """Shows steps, target probability and area while a mask trains."""
+    """Shows steps, target probability and area while a mask trains, then each phase that follows."""
 
     def __init__(self, **tqdm_kwargs):
         self.kwargs = tqdm_kwargs
@@ -13,7 +13,8 @@ class ProgressBar:
     def on_start(self, info: dict) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=info["total_steps"], desc=f"explaining {info['target_name']}", leave=False, **self.kwargs)
+        self._desc = f"explaining {info['target_name']}"
+        self.bar = tqdm(total=info["total_steps"], desc=self._desc, leave=False, **self.kwargs)
 
     def on_step(self, state) -> None:
         if self.bar is not None:
@@ -21,6 +22,13 @@ class ProgressBar:
                 self.bar.total = state.total_steps
             self.bar.update(state.step - self.bar.n)
             self.bar.set_postfix(p=f"{state.prob:.3f}", area=f"{state.area:.1%}", refresh=False)
+
+    def on_phase(self, name: str) -> None:
+        """Work after (or between) the steps: the bar says what it is, so nothing runs unannounced."""
+        if self.bar is not None:
+            if self.bar.n < self.bar.total and not name.startswith("no sufficient"):
+                self.bar.total = self.bar.n  # stopped early: the steps are done
+            self.bar.set_description(f"{self._desc}: {name}", refresh=True)
 
     def on_end(self, info: dict) -> None:
         if self.bar is not None:

@@ -76,6 +76,7 @@ class ExplanationWidget(anywidget.AnyWidget):
     total_steps = traitlets.Int(0).tag(sync=True)
     target = traitlets.Int(-1).tag(sync=True)
     target_name = traitlets.Unicode("").tag(sync=True)
+    phase = traitlets.Unicode("", help="what runs now while training (steps, cut, scoring, circuit)").tag(sync=True)
     # Pictures: raw uint8 bytes (RGB row-major for images) plus their [h, w].
     image = traitlets.Bytes(b"").tag(sync=True)
     image_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
@@ -129,6 +130,7 @@ class ExplanationWidget(anywidget.AnyWidget):
         target = info.get("target")
         with self.hold_sync():
             self.status = "training"
+            self.phase = "optimising the mask"
             self.interrupted = False
             self.total_steps = int(info.get("total_steps") or 0)
             self.target = int(target) if target is not None else -1
@@ -160,6 +162,10 @@ class ExplanationWidget(anywidget.AnyWidget):
             self._send_frame(state)
         else:
             self._pending = state
+
+    def on_phase(self, name: str) -> None:
+        """Work after the steps (cut, scoring): the badge says what it is."""
+        self.phase = name
 
     def on_end(self, info: Mapping[str, Any]) -> None:
         """Training ended: flush the last frame, then settle on the result (or the best mask).
@@ -207,6 +213,8 @@ class ExplanationWidget(anywidget.AnyWidget):
         if image is None:
             image = self._image_hwc
         circuits, problems, details = {"explanation": {}, "original": {}}, [], []
+        if read_circuits and self.status == "training":
+            self.phase = "reading the circuits"
         for key, attr in (("explanation", "circuit"), ("original", "circuit_original")):
             if not read_circuits:
                 break
@@ -263,6 +271,7 @@ class ExplanationWidget(anywidget.AnyWidget):
             self.note_details = "\n\n".join(d for d in details if d)
             self.interrupted = interrupted
             self.status = "interrupted" if interrupted else "done"
+            self.phase = ""
         _SOURCES.put(
             self._serial,
             ChannelSource(

@@ -402,9 +402,9 @@ def test_gray_model_with_its_own_preprocess_takes_any_pil_image():
     prep = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.25,))])
     ex = Explainer(GrayNet().eval(), preprocess=prep)
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    res = explain(ex, rgb)
+    res = explain(ex, rgb, fill="mean")
     assert res.input.shape == (1, 32, 32)
     gray = torch.from_numpy(np.asarray(rgb.convert("L"), np.float32) / 255)
     assert torch.allclose(res.input[0], (gray - 0.5) / 0.25, atol=1e-5)
-    # Removed pixels take the dataset's mean grey (0 in model space), not some RGB statistic.
+    # With fill='mean', removed pixels take the dataset's mean grey (0 in model space), not some RGB statistic.
     assert torch.allclose(res.explanation[:, ~res.mask.bool()], torch.tensor(0.0))

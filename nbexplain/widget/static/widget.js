@@ -1010,7 +1010,8 @@ function render({ model, el }) {
   function drawHeader() {
     const status = model.get("status") ?? "idle";
     root.dataset.status = status;
-    statusBadge.textContent = status === "done" ? "done" : status;
+    const phase = model.get("phase");
+    statusBadge.textContent = status === "training" && phase ? phase : status;
     statusBadge.dataset.status = status;
     const name = model.get("target_name");
     targetName.textContent = name ? `explaining \u201C${name}\u201D` : "";
@@ -1133,7 +1134,8 @@ function render({ model, el }) {
       ["change:image", drawImage],
       ["change:note", drawNote],
       ["change:note_details", drawNote],
-      ["change:target_name", drawHeader]
+      ["change:target_name", drawHeader],
+      ["change:phase", drawHeader]
     ]
   );
   for (const [event, fn] of listeners) model.on(event, fn);
