@@ -255,6 +255,26 @@ def test_a_run_that_never_kept_the_label_is_retried_from_a_fuller_mask(tiny, ima
     assert runs == [0] and res.steps == 6 and res.mask.sum() == 0
 
 
+def test_robustness_variants_join_every_other_step_and_every_step_when_strict(tiny, image):
+    batches, per_step = [], []
+    tiny.register_forward_pre_hook(lambda _m, args: batches.append(args[0].shape[0]))
+
+    class Cb:
+        def on_step(self, state):
+            per_step.append(batches[-1])  # each step is one forward: e and its variants together
+
+    ex = Explainer(tiny, layers=LAYERS)
+    res = ex.explain(image, progress=False, callbacks=[Cb()], **fast_options(n_backgrounds=2))
+    assert per_step == [3, 1, 3, 1, 3, 1]
+    rob = res.history["robustness"]
+    assert rob[1] == rob[0] and rob[3] == rob[2]  # the curve repeats the latest measured value
+    per_step.clear()
+    ex.explain(image, progress=False, callbacks=[Cb()], **fast_options(n_backgrounds=2, strict_backgrounds=True))
+    assert per_step == [3] * 6
+    with pytest.raises(ValueError, match="robustness_every"):
+        ExplainConfig(robustness_every=0)
+
+
 def test_retry_area_is_validated():
     for bad in (0, -0.5, 1.5, "most"):
         with pytest.raises(ValueError, match="retry_area"):

@@ -224,6 +224,9 @@ class MaskOptimizer:
         self.best_rank = torch.zeros(b, dtype=torch.long, device=x.device)
         self.history: list[dict[str, list[float]]] = [{} for _ in range(b)]
         self.steps_run = 0
+        self._every = 1 if cfg.strict_backgrounds else cfg.robustness_every
+        # The curves show the latest measured robustness term (steps without variants repeat it).
+        self._shown_robustness = torch.zeros(b, device=x.device)
 
     @torch.no_grad()
     def adopt_current(self) -> None:
@@ -245,8 +248,10 @@ class MaskOptimizer:
         sufficient (label kept with ``prob_needed``, and on random backgrounds), if it beats the best
         mask the steps found. The steps rank pixels well before their own threshold settles; the cut
         makes the result the smallest sufficient mask of that ranking, at the cost of one batched forward."""
+        # Only cuts smaller than a sufficient mask already found can win: larger ones are not scored.
+        limit = torch.where(self.best_rank == 2, self.best_loss, torch.full_like(self.best_loss, 2.0))
         chosen, _ = self._cut_search(backgrounds=self.cfg.strict_backgrounds and self.cfg.n_backgrounds > 0,
-                                     fallback=False)
+                                     fallback=False, limit=limit)
         area = chosen.flatten(1).mean(1)
         found = area <= 1.0  # rows without a sufficient cut come back as 2.0 (see _cut_search)
         better = found & ((self.best_rank < 2) | (area < self.best_loss))
@@ -254,9 +259,12 @@ class MaskOptimizer:
         self.best_loss = torch.where(better, area, self.best_loss)
         self.best_rank = torch.where(better, torch.full_like(self.best_rank, 2), self.best_rank)
 
-    def _cut_search(self, backgrounds: bool, fallback: bool):
+    def _cut_search(self, backgrounds: bool, fallback: bool, limit: torch.Tensor | None = None, chunk: int = 4):
         """The smallest sufficient cut of the current logits per image, and its threshold. Rows with no
-        sufficient cut get the most probable cut (``fallback``) or a mask of 2s that no caller keeps."""
+        sufficient cut get the most probable cut (``fallback``) or a mask of 2s that no caller keeps.
+
+        Without ``fallback`` the cuts are scored from the smallest up, ``chunk`` areas per forward, and
+        only while some image has no sufficient cut yet below its ``limit`` (an area)."""
         z = self.net(self.net_input) + self.offset
         z = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         ranked = z.flatten(1).sort(dim=1, descending=True).values
@@ -264,23 +272,33 @@ class MaskOptimizer:
         counts = [(ranked > 0).sum(1)] + [torch.full_like(ranked[:, 0], a * pixels).long() for a in CUT_AREAS]
         thresholds = torch.cat([ranked[:, :1] + 1.0]  # the empty mask: for a model that needs nothing
                                + [ranked.gather(1, (c.clamp(1, pixels) - 1)[:, None]) for c in counts], 1)
-        counts = [torch.zeros_like(counts[0])] + counts
-        masks = torch.stack([(z >= thresholds[:, j, None, None]).float() for j in range(len(counts))], 1)
+        masks = torch.stack([(z >= thresholds[:, j, None, None]).float() for j in range(thresholds.shape[1])], 1)
         b, k = masks.shape[:2]
-        m = masks[:, :, None]
-        logits = self._forward_chunks(m * self.x[:, None] + (1 - m) * self.fill[:, None]).view(b, k, -1)
-        probs = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, k, 1))[..., 0]
-        ok = (logits.argmax(-1) == self.target[:, None]) & (probs >= self.prob_needed[:, None])
-        if backgrounds and bool(ok.any()):
-            kinds = self.cfg.backgrounds
-            for j in range(self.cfg.n_backgrounds):
-                bg = random_background(kinds[j % len(kinds)], self.x, self.gen)
-                v = self._forward_chunks(m * self.x[:, None] + (1 - m) * bg[:, None]).view(b, k, -1)
-                ok &= v.argmax(-1) == self.target[:, None]
-        self.taps.reset()  # these forwards are not the result's; the result's own forward comes later
         area = masks.flatten(2).mean(2)
+        limit = torch.full((b,), 2.0, device=z.device) if limit is None or fallback else limit
+        ok = torch.zeros(b, k, dtype=torch.bool, device=z.device)
+        probs = torch.zeros(b, k, device=z.device)
+        scored = torch.zeros(b, k, dtype=torch.bool, device=z.device)
+        order = area.mean(0).argsort().tolist()
+        for start in range(0, k, chunk):
+            found = (ok & scored).any(1)
+            cols = [j for j in order[start:start + chunk] if bool((~found & (area[:, j] < limit)).any())]
+            if not cols:
+                continue
+            m = masks[:, cols, None]
+            logits = self._forward_chunks(m * self.x[:, None] + (1 - m) * self.fill[:, None]).view(b, len(cols), -1)
+            p = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, len(cols), 1))[..., 0]
+            good = (logits.argmax(-1) == self.target[:, None]) & (p >= self.prob_needed[:, None])
+            if backgrounds and bool(good.any()):
+                kinds = self.cfg.backgrounds
+                for j in range(self.cfg.n_backgrounds):
+                    bg = random_background(kinds[j % len(kinds)], self.x, self.gen)
+                    v = self._forward_chunks(m * self.x[:, None] + (1 - m) * bg[:, None]).view(b, len(cols), -1)
+                    good &= v.argmax(-1) == self.target[:, None]
+            probs[:, cols], ok[:, cols], scored[:, cols] = p, good, True
+        self.taps.reset()  # these forwards are not the result's; the result's own forward comes later
         # Smallest sufficient cut: rank them by area, the others after them by probability.
-        key = torch.where(ok, area, 2.0 - probs)
+        key = torch.where(ok, area, torch.where(scored, 2.0 - probs, torch.full_like(probs, 9.0)))
         choice = key.argmin(1)
         rows = torch.arange(b, device=masks.device)
         chosen = masks[rows, choice]
@@ -322,14 +340,18 @@ class MaskOptimizer:
         m_work = (z > 0).float() + 0.25 * (z - z.detach())
         return p, m_work, hard, m_full
 
+    def variants_at(self, step: int) -> int:
+        """Random-background variants in this step's batch (``robustness_every``; every step when strict)."""
+        return self.cfg.n_backgrounds if step % self._every == 0 else 0
+
     def loss_terms(self, step: int):
         cfg, x, b = self.cfg, self.x, self.x.shape[0]
         p, m_work, hard, m = self.masks()
         m4 = m[:, None]
         batch = [m4 * x + (1 - m4) * self.fill]
-        kinds = cfg.backgrounds
-        for j in range(cfg.n_backgrounds):
-            kind = kinds[(step * cfg.n_backgrounds + j) % len(kinds)]
+        kinds, n_var = cfg.backgrounds, self.variants_at(step)
+        for j in range(n_var):
+            kind = kinds[(step // self._every * cfg.n_backgrounds + j) % len(kinds)]
             batch.append(m4 * x + (1 - m4) * random_background(kind, x, self.gen))
         logits = self.model(torch.cat(batch))
         acts = self.taps.collect()
@@ -347,9 +369,11 @@ class MaskOptimizer:
             "binarization": losses.binarization(p),
             "tv": losses.total_variation(m_work),
         }
-        if cfg.n_backgrounds:
-            variants = logits[b:].reshape(cfg.n_backgrounds, b, -1)
-            terms["robustness"] = torch.stack([losses.label_ce(v, self.target) for v in variants]).mean(0)
+        if n_var:  # on steps without variants the term is 0, and its weight doubles on the others
+            variants = logits[b:].reshape(n_var, b, -1)
+            ce = torch.stack([losses.label_ce(v, self.target) for v in variants]).mean(0)
+            terms["robustness"] = ce * self._every
+            self._shown_robustness = ce.detach()
         else:
             terms["robustness"] = torch.zeros(b, device=x.device)
         return terms, hard, logits_e.detach(), logits[b:].detach()
@@ -424,7 +448,7 @@ class MaskOptimizer:
                 probs = logits_e.softmax(1).gather(1, self.target[:, None])[:, 0]
                 kept = logits_e.argmax(1) == self.target
                 if logits_v.numel():
-                    kept_v = (logits_v.argmax(1) == self.target.repeat(cfg.n_backgrounds)).reshape(-1, b).all(0)
+                    kept_v = (logits_v.argmax(1) == self.target.repeat(logits_v.shape[0] // b)).reshape(-1, b).all(0)
                 else:
                     kept_v = torch.ones_like(kept)
                 confident = probs >= self.prob_needed
@@ -434,8 +458,11 @@ class MaskOptimizer:
                     flipped = (hard != previous).float().flatten(1).mean(1)
                     stable = torch.where(flipped <= cfg.stable_tol, stable + 1, torch.zeros_like(stable))
                 previous = hard
-                self._record(terms, total, probs, hard)
-                self._notify(step, terms, total, probs, hard, kept, sufficient)
+                # Curves show the latest measured robustness term, not its every-other-step zigzag.
+                shown = {**terms, "robustness": self._shown_robustness}
+                total = total - cfg.robustness * (terms["robustness"] - self._shown_robustness)
+                self._record(shown, total, probs, hard)
+                self._notify(step, shown, total, probs, hard, kept, sufficient)
                 # Done when the mask has settled with the label safe, or when the best mask
                 # has not improved for a while (e.g. a mask stuck empty wastes no more steps).
                 since_best = torch.where(self._improved, torch.zeros_like(since_best), since_best + 1)
