@@ -264,12 +264,12 @@ def test_robustness_variants_join_every_other_step_and_every_step_when_strict(ti
             per_step.append(batches[-1])  # each step is one forward: e and its variants together
 
     ex = Explainer(tiny, layers=LAYERS)
-    res = ex.explain(image, progress=False, callbacks=[Cb()], **fast_options(n_backgrounds=2))
-    assert per_step == [3, 1, 3, 1, 3, 1]
+    res = ex.explain(image, progress=False, callbacks=[Cb()], **fast_options(n_backgrounds=2, robustness_every=2))
+    assert per_step == [3, 1, 3, 1, 3, 1]  # robustness_every=2, as in the fast preset
     rob = res.history["robustness"]
     assert rob[1] == rob[0] and rob[3] == rob[2]  # the curve repeats the latest measured value
     per_step.clear()
-    ex.explain(image, progress=False, callbacks=[Cb()], **fast_options(n_backgrounds=2, strict_backgrounds=True))
+    ex.explain(image, progress=False, callbacks=[Cb()], **fast_options(n_backgrounds=2, robustness_every=2, strict_backgrounds=True))
     assert per_step == [3] * 6
     with pytest.raises(ValueError, match="robustness_every"):
         ExplainConfig(robustness_every=0)
