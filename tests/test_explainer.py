@@ -275,6 +275,30 @@ def test_robustness_variants_join_every_other_step_and_every_step_when_strict(ti
         ExplainConfig(robustness_every=0)
 
 
+def test_for_a_class_the_image_does_not_predict_the_budget_only_shrinks_and_no_retry_runs(tiny, image, monkeypatch):
+    from nbexplain.core.optimize import MaskOptimizer
+
+    runs, areas = [], []
+    real = MaskOptimizer._optimise
+
+    def record(self):
+        runs.append(self.step_offset)
+        real(self)
+
+    monkeypatch.setattr(MaskOptimizer, "_optimise", record)
+
+    class Areas:
+        def on_step(self, state):
+            areas.append(state.area)
+
+    with torch.no_grad():
+        least = int(tiny(image[None]).argmin())  # the class the image supports least
+    Explainer(tiny, layers=LAYERS).explain(image, target=least, progress=False, callbacks=[Areas()],
+                                          **fast_options(steps=12, min_steps=12))
+    assert runs == [0]  # more of the image would not help: no retry from a fuller mask
+    assert len(areas) == 12 and all(b <= a + 1e-6 for a, b in zip(areas, areas[1:])) and areas[-1] < areas[0]
+
+
 def test_retry_area_is_validated():
     for bad in (0, -0.5, 1.5, "most"):
         with pytest.raises(ValueError, match="retry_area"):
