@@ -26,6 +26,8 @@ CUT_AREAS = (0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6)
 #: (0.86 at the default area weight 6) and each insufficient one divides it by that
 BUDGET_RATE = 0.025
 MIN_BUDGET = 0.002
+#: a smaller sufficient mask restarts the patience count only if its area is below this share of the best
+IMPROVEMENT = 0.95
 
 TERMS = ("activation", "kl", "ce", "area", "binarization", "tv", "robustness")
 
@@ -487,7 +489,9 @@ class MaskOptimizer:
         rank = kept.long() + valid.long()
         key = torch.where(valid, hard.flatten(1).mean(1), total)
         better = (rank > self.best_rank) | ((rank == self.best_rank) & (key < self.best_loss))
-        self._improved = better
+        # Patience restarts only on a clear gain: a sufficient mask 5 % smaller, or a better rank.
+        # Crumbs of area are not worth more steps (the final cut search still takes the smallest cut).
+        self._improved = (rank > self.best_rank) | (better & (~valid | (key < IMPROVEMENT * self.best_loss)))
         self.best_masks[better] = hard[better]
         self.best_loss = torch.where(better, key, self.best_loss)
         self.best_rank = torch.maximum(self.best_rank, rank)

@@ -5,7 +5,8 @@ Every function takes the model, the model-space input ``x`` ([C, H, W] or
 map is binarised at ``area`` where a binary mask is needed (callers comparing
 with an nbexplain explanation pass its area).  Removed pixels become ``fill``:
 a number or a tensor broadcastable to x, in model space; the default 0 is the
-dataset's mean colour for a normalised model, as in the explanation itself.
+dataset's mean colour for a normalised model (``compare()`` passes the explanation's own
+fill, a blur of x by default, so every method is scored as the explanation was).
 """
 
 from __future__ import annotations
