@@ -387,3 +387,19 @@ def test_progress_bar_grows_with_a_retried_run():
     assert (bar.bar.n, bar.bar.total) == (10, 10)
     assert bar.bar.desc.startswith("explaining x: choosing the smallest sufficient cut")
     bar.on_end({})
+
+
+def test_patience_restarts_only_on_a_clear_gain():
+    from types import SimpleNamespace
+
+    from nbexplain.core.optimize import MaskOptimizer
+
+    state = SimpleNamespace(best_rank=torch.tensor([2, 2, 0]), best_loss=torch.tensor([0.2, 0.2, 5.0]),
+                            best_masks=torch.ones(3, 20, 20))
+    hard = torch.zeros(3, 20, 20)
+    hard[0].view(-1)[:78] = 1  # area 0.195: smaller than the best (0.2), but by less than 5 %
+    hard[1].view(-1)[:60] = 1  # area 0.15: a clear gain
+    kept = torch.tensor([True, True, False])
+    MaskOptimizer._track_best(state, torch.tensor([1.0, 1.0, 4.0]), hard, kept, kept)
+    assert state.best_loss[:2].tolist() == pytest.approx([0.195, 0.15])  # both are kept as the best mask
+    assert state._improved.tolist() == [False, True, True]  # a lower loss without sufficiency also counts
