@@ -242,6 +242,8 @@ def _fill(x, fill, res, normalization) -> torch.Tensor:
     """Removed pixels' values in model space, broadcastable to x: given, or the explainer's own fill."""
     if fill is not None:
         return torch.as_tensor(fill, dtype=x.dtype).to(x.device).expand_as(x).clone()
+    if getattr(res, "fill", None) is not None:  # the explanation's own fill (its blur may be stronger)
+        return res.fill.to(x.device, x.dtype).expand_as(x).clone()
     kind = res.config.fill if res is not None and hasattr(res, "config") else ExplainConfig().fill
     return make_fill(x, kind, normalization)
 

@@ -6,6 +6,7 @@ import contextlib
 import numbers
 import time
 import warnings
+from functools import partial
 from typing import Sequence
 
 import torch
@@ -13,7 +14,7 @@ from torch import nn
 
 from .config import ExplainConfig, resolve_config
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
-from .core.optimize import MaskOptimizer, make_fill, random_background
+from .core.optimize import MaskOptimizer, hiding_fill, random_background
 from .core.progress import ProgressBar
 from .core.relevance import target_relevance
 from .core.taps import (
@@ -159,12 +160,13 @@ class Explainer:
                 acts_x = taps.collect()
             _warn_if_probabilities(logits_x)
             target = self._target_tensor(targets, logits_x)
-            fill = make_fill(x, cfg.fill, self.normalization)
+            fill, prob_fill = hiding_fill(x, cfg.fill, self.normalization, partial(_target_prob, net, taps), target,
+                                          logits_x.softmax(1).gather(1, target[:, None])[:, 0])
             relevance = target_relevance(net, _LogitsOf(net), x, self.layers, acts_x, target) if cfg.target_aware else None
             taps.reset()  # the relevance pass's activations are not needed
             opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
                                 callbacks, net=None if mask_net is None else mask_net(target, acts_x),
-                                relevance=relevance)
+                                relevance=relevance, prob_fill=prob_fill)
             info = self._start_info(x, target, fill, cfg, opt)
             _call(callbacks, "on_start", info)
             try:
@@ -174,10 +176,10 @@ class Explainer:
                     opt.run()
             except KeyboardInterrupt:
                 taps.reset()
-                partial = self._finish(opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted=True)
-                self.last_partial = partial[0] if len(partial) == 1 else partial
+                so_far = self._finish(opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted=True)
+                self.last_partial = so_far[0] if len(so_far) == 1 else so_far
                 _call(callbacks, "on_end", {"interrupted": True, "best_mask": opt.best_masks[0].cpu(),
-                                            "result": partial[0]})
+                                            "result": so_far[0]})
                 raise
             except Exception:
                 # Let progress bars and widgets settle; the original error is what the user must see.
@@ -238,6 +240,7 @@ class Explainer:
             out.append(Explanation(
                 mask=masks[i].float().cpu(),
                 explanation=e[i].detach().cpu(),
+                fill=fill[i].detach().cpu(),
                 input=x[i].detach().cpu(),
                 target=t,
                 prob_original=float(probs_x[i, t]),
@@ -274,6 +277,14 @@ class Explainer:
         logits = torch.cat([_logits(self._network(batch[i:i + chunk])) for i in range(0, len(batch), chunk)])
         kept = (logits.argmax(1) == target.repeat(cfg.robustness_draws)).float()
         return kept.view(cfg.robustness_draws, x.shape[0]).mean(0)
+
+
+def _target_prob(net, taps, images, target) -> torch.Tensor:
+    """p(target | image) for a batch, leaving no activations behind in the taps."""
+    with torch.no_grad():
+        probs = _logits(net(images.clone())).softmax(1).gather(1, target[:, None])[:, 0]
+    taps.reset()
+    return probs
 
 
 def _logits(out) -> torch.Tensor:

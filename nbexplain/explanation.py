@@ -47,6 +47,7 @@ class Explanation:
     config: ExplainConfig
     normalization: Normalization | None = None
     robustness: float | None = None  #: share of random backgrounds (outside the mask) that keep the label
+    fill: torch.Tensor | None = None  #: what the removed pixels became [C, H, W], model space
     interrupted: bool = False
     _network: nn.Module | None = field(default=None, repr=False)
 

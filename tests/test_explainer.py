@@ -403,3 +403,35 @@ def test_patience_restarts_only_on_a_clear_gain():
     MaskOptimizer._track_best(state, torch.tensor([1.0, 1.0, 4.0]), hard, kept, kept)
     assert state.best_loss[:2].tolist() == pytest.approx([0.195, 0.15])  # both are kept as the best mask
     assert state._improved.tolist() == [False, True, True]  # a lower loss without sufficiency also counts
+
+
+def test_a_blur_that_still_shows_the_class_is_blurred_more():
+    from nbexplain.core.optimize import BLUR_SIGMAS, hiding_fill, make_fill
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 48, 48)
+
+    def prob_of(images, target):
+        # Image 0's class survives blurring in proportion to the detail left; image 1's never does.
+        detail = images.flatten(1).std(1) * 2
+        return torch.where(target == 0, detail.clamp(max=1.0), torch.zeros_like(detail))
+
+    fill, prob = hiding_fill(x, "blur", None, prob_of, torch.tensor([0, 1]), torch.ones(2))
+    assert torch.equal(fill[1], make_fill(x[1:], "blur", None)[0])  # the weakest blur already hides it
+    stronger = [make_fill(x[:1], "blur", None, s)[0] for s in BLUR_SIGMAS[1:]]
+    assert any(torch.equal(fill[0], s) for s in stronger)
+    assert prob[0] == pytest.approx(float(prob_of(fill[:1], torch.tensor([0]))[0])) and prob[1] == 0
+    mean, _ = hiding_fill(x, "mean", None, prob_of, torch.tensor([0, 1]), torch.ones(2))
+    assert torch.equal(mean, make_fill(x, "mean", None))  # flat fills are what they are
+
+
+def test_compare_scores_every_method_with_the_explanations_own_fill(tiny, image):
+    from nbexplain import compare
+
+    res = Explainer(tiny, layers=LAYERS).explain(image, progress=False, **fast_options())
+    assert res.fill is not None and res.fill.shape == res.input.shape
+    kept = res.mask.bool()
+    assert torch.allclose(res.explanation[:, ~kept], res.fill[:, ~kept])
+    c = compare(tiny, image, methods=["nbexplain", "gradcam"], explainer=Explainer(tiny, layers=LAYERS),
+                **fast_options())
+    assert torch.allclose(c.fill.reshape(res.fill.shape), c.explanation.fill)

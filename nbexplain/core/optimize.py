@@ -55,12 +55,18 @@ def working_size(h: int, w: int, cfg: ExplainConfig) -> tuple[int, int]:
     return max(floor, round(h * scale)), max(floor, round(w * scale))
 
 
-def make_fill(x: torch.Tensor, kind: str, normalization) -> torch.Tensor:
+#: blur strengths of the "blur" fill (sigma as a share of the longest side), weakest first: see ``hiding_fill``
+BLUR_SIGMAS = (1 / 24, 1 / 12, 1 / 6)
+#: the fill may keep at most this share of the target's probability on the image before it is blurred more
+FILL_LEAK = 0.25
+
+
+def make_fill(x: torch.Tensor, kind: str, normalization, blur: float = BLUR_SIGMAS[0]) -> torch.Tensor:
     """What removed pixels become, in model space, shaped like x [B, C, H, W]."""
     if kind == "blur":
         from torchvision.transforms.functional import gaussian_blur
 
-        sigma = max(x.shape[-2:]) / 24.0
+        sigma = max(x.shape[-2:]) * blur
         k = int(2 * math.ceil(3 * sigma) + 1)
         k = min(k, 2 * (min(x.shape[-2:]) // 2) - 1)
         return gaussian_blur(x, [k, k], [sigma, sigma])
@@ -72,6 +78,27 @@ def make_fill(x: torch.Tensor, kind: str, normalization) -> torch.Tensor:
     std = torch.tensor(normalization.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     pixel = mean if kind == "mean" else torch.zeros_like(mean)
     return ((pixel - mean) / std).expand_as(x).clone()
+
+
+@torch.no_grad()
+def hiding_fill(x: torch.Tensor, kind: str, normalization, prob_of, target: torch.Tensor, prob_x: torch.Tensor):
+    """The fill for x, and the target's probability on it (``prob_of(images, target)`` -> [B]).
+
+    A blur of a small, flat object is still that object (a pale blob where a triangle was), and
+    the model may keep its label on it: a mask would then need no pixel of the object. So the
+    images whose blur keeps more than ``FILL_LEAK`` of p(target | x) are blurred more, up to the
+    strongest of ``BLUR_SIGMAS``. On photos the weakest blur already hides the class."""
+    fill = make_fill(x, kind, normalization)
+    prob = prob_of(fill, target)
+    if kind != "blur":
+        return fill, prob
+    for blur in BLUR_SIGMAS[1:]:
+        leaks = (prob > FILL_LEAK * prob_x).nonzero()[:, 0]
+        if not len(leaks):
+            break
+        fill[leaks] = make_fill(x[leaks], kind, normalization, blur)
+        prob[leaks] = prob_of(fill[leaks], target[leaks])
+    return fill, prob
 
 
 def random_background(kind: str, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
