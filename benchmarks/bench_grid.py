@@ -12,7 +12,8 @@ the one the model finds most likely on the grid among the four (``--per-cell`` a
 every cell's class in turn). Score = the share of the explanation inside the target's
 cell: kept pixels for a binary mask, positive attribution for a map. Chance is 0.25.
 
-Methods, in one run: nbexplain (default and fast presets), Captum Grad-CAM, Captum
+Methods, in one run: nbexplain (default and fast presets; ``--methods`` may add
+nbexplain-thorough), Captum Grad-CAM, Captum
 occlusion (window 15, stride 8), and TorchRay's extremal perturbation when torchray is
 installed (area 5 %, --ep-iterations, default its 800).
 """
@@ -98,16 +99,6 @@ def in_cell_share(attr_map: torch.Tensor, k: int) -> float:
 
 
 # -- methods ------------------------------------------------------------------------
-def parse_options(text: str) -> dict:
-    import ast
-
-    out = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, _, value = item.partition("=")
-        out[key.strip()] = ast.literal_eval(value.strip())
-    return out
-
-
 class Answer(NamedTuple):
     """What a method returns: its map, and for nbexplain the mask's area, p(target | explanation) and
     whether the label holds on the explanation (scored with the explanation's own fill)."""
@@ -133,6 +124,7 @@ def make_methods(zoo, names, ep_iterations, options=None):
     table = {
         "nbexplain": nbexplain("default"),
         "nbexplain-fast": nbexplain("fast"),
+        "nbexplain-thorough": nbexplain("thorough"),
         "gradcam": lambda x, t: Answer(gradcam(zoo.model, x, t).map),
         "occlusion": lambda x, t: Answer(occlusion(zoo.model, x, t, window=15, stride=8).map),
     }
@@ -235,6 +227,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from nbexplain.config import parse_options
     from nbexplain.zoo import load_model
 
     zoo = load_model("efficientnet_lite0")

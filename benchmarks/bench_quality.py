@@ -44,17 +44,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def parse_options(text: str) -> dict:
-    """'k=v,k2=v2' (Python literals) as keyword arguments."""
-    import ast
-
-    out = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        key, _, value = item.partition("=")
-        out[key.strip()] = ast.literal_eval(value.strip())
-    return out
-
-
 def summarise(rows: list[dict]) -> dict[str, tuple[float, float]]:
     """metric -> (mean, standard deviation) over scenes (population std; 0 for one scene)."""
     out = {}
@@ -107,6 +96,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from nbexplain import ExplainConfig, Explainer
+    from nbexplain.config import parse_options
     from nbexplain.compare import compare
     from nbexplain.datasets import make_scenes
     from nbexplain.metrics import METRICS
@@ -117,7 +107,8 @@ def main(argv=None) -> int:
     zm = load_weights_file(args.weights) if args.weights else load_model(args.model)
     model = zm.model.to(args.device) if args.device else zm.model
     scenes = make_scenes(args.n, seed=args.seed, size=args.size)
-    explainer = Explainer(model, preprocess=zm.preprocess, labels=zm.labels, config=ExplainConfig.preset(args.preset, **parse_options(args.options))) \
+    config = ExplainConfig.preset(args.preset, **parse_options(args.options))
+    explainer = Explainer(model, preprocess=zm.preprocess, labels=zm.labels, config=config) \
         if "nbexplain" in methods else None
 
     amortized = load_amortized(args.model) if args.amortized else None

@@ -162,6 +162,21 @@ def resolve_config(config) -> ExplainConfig:
     raise TypeError(f"config must be an ExplainConfig, a preset name or a dict, got {type(config).__name__}")
 
 
+def parse_options(text: str) -> dict:
+    """ExplainConfig overrides written for a command line, ``"keep_ratio=0.9,fill='mean'"``, as keywords
+    (each value a Python literal)."""
+    import ast
+
+    try:
+        call = ast.parse(f"options({text})", mode="eval").body
+    except SyntaxError as err:
+        raise ValueError(f"options must read like keyword arguments, e.g. \"keep_ratio=0.9,fill='mean'\"; "
+                         f"got {text!r}") from err
+    if call.args:
+        raise ValueError(f"options must all be named (name=value); got {text!r}")
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+
+
 def _positive_int(cfg, *names):
     for name in names:
         v = getattr(cfg, name)
@@ -176,4 +191,4 @@ def _non_negative_int(cfg, *names):
             raise ValueError(f"ExplainConfig.{name} must be an integer >= 0, got {v!r}")
 
 
-__all__ = ["ExplainConfig", "PRESETS", "resolve_config", "DISTANCES", "FILLS", "BACKGROUNDS"]
+__all__ = ["ExplainConfig", "PRESETS", "resolve_config", "parse_options", "DISTANCES", "FILLS", "BACKGROUNDS"]

@@ -435,3 +435,14 @@ def test_compare_scores_every_method_with_the_explanations_own_fill(tiny, image)
     c = compare(tiny, image, methods=["nbexplain", "gradcam"], explainer=Explainer(tiny, layers=LAYERS),
                 **fast_options())
     assert torch.allclose(c.fill.reshape(res.fill.shape), c.explanation.fill)
+
+
+def test_options_from_a_command_line_read_as_keywords():
+    from nbexplain.config import parse_options
+
+    opts = parse_options("keep_ratio=0.9, fill='mean', backgrounds=('zeros', 'uniform')")
+    assert opts == {"keep_ratio": 0.9, "fill": "mean", "backgrounds": ("zeros", "uniform")}
+    assert ExplainConfig(**opts).backgrounds == ("zeros", "uniform") and parse_options("") == {}
+    for bad in ("0.9", "keep_ratio=", "fill=mean"):
+        with pytest.raises(ValueError):
+            parse_options(bad)
