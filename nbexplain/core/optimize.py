@@ -292,8 +292,8 @@ class MaskOptimizer:
         """The smallest sufficient cut of the current logits per image, and its threshold. Rows with no
         sufficient cut get the most probable cut (``fallback``) or a mask of 2s that no caller keeps.
 
-        Without ``fallback`` the cuts are scored from the smallest up, ``chunk`` areas per forward, and
-        only while some image has no sufficient cut yet below its ``limit`` (an area)."""
+        Cuts are scored from the smallest up, ``chunk`` areas per forward, and only while some image
+        has no sufficient cut yet; without ``fallback``, only cuts below its ``limit`` (an area)."""
         z = self.net(self.net_input) + self.offset
         z = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         ranked = z.flatten(1).sort(dim=1, descending=True).values

@@ -26,8 +26,8 @@ class ProgressBar:
     def on_phase(self, name: str) -> None:
         """Work after (or between) the steps: the bar says what it is, so nothing runs unannounced."""
         if self.bar is not None:
-            if self.bar.n < self.bar.total and not name.startswith("no sufficient"):
-                self.bar.total = self.bar.n  # stopped early: the steps are done
+            if self.bar.n < self.bar.total:
+                self.bar.total = self.bar.n  # stopped early: these steps are done (a retry's steps add to it)
             self.bar.set_description(f"{self._desc}: {name}", refresh=True)
 
     def on_end(self, info: dict) -> None:
