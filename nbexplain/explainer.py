@@ -14,7 +14,7 @@ from torch import nn
 
 from .config import ExplainConfig, resolve_config
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
-from .core.optimize import MaskOptimizer, hiding_fill, random_background
+from .core.optimize import MaskOptimizer, hiding_fill, in_chunks, random_background
 from .core.progress import ProgressBar
 from .core.relevance import target_relevance
 from .core.taps import (
@@ -272,9 +272,7 @@ class Explainer:
         m4 = masks[:, None]
         draws = [m4 * x + (1 - m4) * random_background(kinds[j % len(kinds)], x, gen)
                  for j in range(cfg.robustness_draws)]
-        batch = torch.cat(draws)
-        chunk = max(1, int(32 * 224 * 224 / (x.shape[-1] * x.shape[-2])))  # memory stays bounded for big batches
-        logits = torch.cat([_logits(self._network(batch[i:i + chunk])) for i in range(0, len(batch), chunk)])
+        logits = in_chunks(lambda b: _logits(self._network(b)), torch.cat(draws))
         kept = (logits.argmax(1) == target.repeat(cfg.robustness_draws)).float()
         return kept.view(cfg.robustness_draws, x.shape[0]).mean(0)
 

@@ -101,6 +101,13 @@ def hiding_fill(x: torch.Tensor, kind: str, normalization, prob_of, target: torc
     return fill, prob
 
 
+def in_chunks(fn, batch: torch.Tensor) -> torch.Tensor:
+    """``fn`` over a batch of images in chunks of about 32 images of 224 x 224 pixels, concatenated:
+    scoring many masks of large images stays within memory."""
+    chunk = max(1, int(32 * 224 * 224 / (batch.shape[-1] * batch.shape[-2])))
+    return torch.cat([fn(batch[i:i + chunk]) for i in range(0, batch.shape[0], chunk)])
+
+
 def random_background(kind: str, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """A random replacement for the pixels outside the mask, matched to x's per-channel range."""
     if kind == "zeros":
@@ -336,13 +343,10 @@ class MaskOptimizer:
         return chosen, thresholds[rows, choice]
 
     def _forward_chunks(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of [b, k, C, H, W] images, flattened to b * k, in chunks of about 32 images of
-        224 x 224 pixels, so that scoring many cuts of a batch of large images stays within memory."""
-        flat = images.flatten(0, 1)
-        chunk = max(1, int(32 * 224 * 224 / (flat.shape[-1] * flat.shape[-2])))
-        out = [self.model(flat[i:i + chunk]) for i in range(0, flat.shape[0], chunk)]
+        """Logits of [b, k, C, H, W] images, flattened to b * k (``in_chunks``)."""
+        logits = in_chunks(self.model, images.flatten(0, 1))
         self.taps.reset()
-        return torch.cat(out)
+        return logits
 
     def masks(self):
         """Probabilities at working resolution; the binary mask there and at full resolution,
