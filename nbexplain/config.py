@@ -72,8 +72,8 @@ class ExplainConfig:
     #: steps over which the learning rates ramp up from zero: Adam's first step moves every weight by
     #: the full rate, and through the freshly calibrated U-Net that can empty or fill the whole mask at once
     warmup: int = 5
-    min_steps: int = 25  #: never stop before this
-    patience: int = 12  #: stop once no smaller sufficient mask has come for this many steps
+    min_steps: int = 15  #: never stop before this
+    patience: int = 8  #: stop once no smaller sufficient mask has come for this many steps
     stable_tol: float = 0.002  #: fraction of mask pixels allowed to flip while "stable"
     #: if no step found a mask that keeps the label, train once more from a mask keeping this
     #: share of the image (None: no retry)

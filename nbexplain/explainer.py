@@ -14,7 +14,7 @@ from torch import nn
 
 from .config import ExplainConfig, resolve_config
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
-from .core.optimize import MaskOptimizer, hiding_fill, in_chunks, random_background
+from .core.optimize import MaskOptimizer, hiding_fill, images_per_pass, in_chunks, random_background
 from .core.progress import ProgressBar
 from .core.relevance import target_relevance
 from .core.taps import (
@@ -139,9 +139,12 @@ class Explainer:
                 if size not in self._auto_layers:
                     self._auto_layers[size] = default_layers(self._network, size)
                 self.layers = self._auto_layers[size]
-            batch = torch.cat([xs[i] for i in idx])
-            for i, res in zip(idx, self._explain_batch(batch, [targets[i] for i in idx], cfg, seed, callbacks)):
-                results[i] = res
+            # Each step forwards every image with its background variants: keep that within one pass.
+            group = max(1, images_per_pass(self.device, *shape[-2:]) // (1 + cfg.n_backgrounds))
+            for part in (idx[k:k + group] for k in range(0, len(idx), group)):
+                batch = torch.cat([xs[i] for i in part])
+                for i, res in zip(part, self._explain_batch(batch, [targets[i] for i in part], cfg, seed, callbacks)):
+                    results[i] = res
         for res in results:
             if res.empty_but_kept:
                 warnings.warn(f"explaining {res.target_name!r}: {EMPTY_NOTE}.", UserWarning, stacklevel=2)

@@ -26,7 +26,9 @@ def image(seed: int = 1) -> torch.Tensor:
 
 
 def options(**kw):
-    return fast_options(steps=STEPS, min_steps=STEPS, **kw)
+    # Without the relevance start, forward k + 3 is training step k, and every mask the run keeps
+    # is one that the callbacks saw (the start's cut search is tested on its own below).
+    return fast_options(steps=STEPS, min_steps=STEPS, **{"target_aware": False, **kw})
 
 
 class Recorder:
@@ -108,7 +110,7 @@ class InterruptOnCall(nn.Module):
         return self.inner(x)
 
 
-@pytest.mark.parametrize("call", [4, 5] + [random.Random(4).randrange(6, STEPS + 4)])
+@pytest.mark.parametrize("call", [3, 4] + [random.Random(4).randrange(5, STEPS + 3)])
 def test_keyboard_interrupt_inside_a_forward_pass(call):
     model = make_tiny().train()
     model.features[4] = InterruptOnCall(model.features[4], call)  # between two tapped layers
@@ -118,8 +120,25 @@ def test_keyboard_interrupt_inside_a_forward_pass(call):
     with pytest.raises(KeyboardInterrupt):
         ex.explain(image(), progress=False, callbacks=[rec], **options(fill="mean"))
     # Forward 1 reads the image, forward 2 the fill alone (a flat fill: a blur may be tried again,
-    # stronger), forward 3 the image's relevance to the target; forward k + 3 is training step k.
-    check_interrupted(ex, model, before, rec, steps_done=call - 4)
+    # stronger); forward k + 2 is training step k.
+    check_interrupted(ex, model, before, rec, steps_done=call - 3)
+
+
+def test_keyboard_interrupt_while_choosing_the_start_keeps_a_partial_result():
+    # With the relevance start, forward 3 is the relevance pass and forward 4 scores the first cuts
+    # of the starting ranking, before any step.
+    model = make_tiny().train()
+    model.features[4] = InterruptOnCall(model.features[4], 4)
+    before = ModelState.of(model)
+    ex = Explainer(model, layers=TINY_LAYERS)
+    rec = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        ex.explain(image(), progress=False, callbacks=[rec], **options(fill="mean", target_aware=True))
+    partial = ex.last_partial
+    assert isinstance(partial, Explanation) and partial.interrupted and partial.steps == 0 and not rec.states
+    assert torch.equal(partial.mask, torch.ones(SIZE, SIZE))  # nothing scored yet: the whole image
+    assert rec.end["interrupted"] is True and rec.end["result"] is partial
+    before.assert_same(model)
 
 
 def test_interrupt_before_training_leaves_no_stale_partial():
@@ -132,7 +151,7 @@ def test_interrupt_before_training_leaves_no_stale_partial():
         model.features[4] = InterruptOnCall(model.features[4] if call == 1 else model.features[4].inner, call)
         before = ModelState.of(model)
         with pytest.raises(KeyboardInterrupt):
-            ex.explain(image(2), progress=False, **options())
+            ex.explain(image(2), progress=False, **options(target_aware=True))
         assert ex.last_partial is None  # not the previous image's partial result
         before.assert_same(model)
 
