@@ -308,7 +308,7 @@ class MaskOptimizer:
         """Cut the final mask logits at several areas and keep, per image, the smallest cut that is
         sufficient (label kept with ``prob_needed``, and on random backgrounds), if it beats the best
         mask the steps found. The steps rank pixels well before their own threshold settles; the cut
-        makes the result the smallest sufficient mask of that ranking, at the cost of a few forwards."""
+        makes the result the smallest sufficient mask of that ranking, at the cost of one batched forward."""
         # Only cuts smaller than a sufficient mask already found can win: larger ones are not scored.
         limit = torch.where(self.best_rank == 2, self.best_loss, torch.full_like(self.best_loss, 2.0))
         chosen, _, found = self._cut_search(backgrounds=self.cfg.strict_backgrounds and self.cfg.n_backgrounds > 0,
@@ -319,12 +319,12 @@ class MaskOptimizer:
         self.best_loss = torch.where(better, area, self.best_loss)
         self.best_rank = torch.where(better, torch.full_like(self.best_rank, 2), self.best_rank)
 
-    def _cut_search(self, backgrounds: bool, limit: torch.Tensor | None = None):
+    def _cut_search(self, backgrounds: bool, limit: torch.Tensor | None = None, chunk: int = 4):
         """Per image, the smallest sufficient cut of the current logits, its threshold, and whether it
         is sufficient; rows with no sufficient cut get the most probable cut scored.
 
-        A bisection over the cuts ordered by area (below ``limit``, an area, if given): sufficiency
-        grows with area, so about log2(#cuts) forwards of one image per row find the boundary."""
+        Cuts are scored from the smallest up, ``chunk`` areas per forward, and only while some image
+        has no sufficient cut yet, and below its ``limit`` (an area) if given."""
         z = self.net(self.net_input) + self.offset
         z = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         ranked = z.flatten(1).sort(dim=1, descending=True).values
@@ -332,45 +332,42 @@ class MaskOptimizer:
         counts = [(ranked > 0).sum(1)] + [torch.full_like(ranked[:, 0], a * pixels).long() for a in CUT_AREAS]
         thresholds = torch.cat([ranked[:, :1] + 1.0]  # the empty mask: for a model that needs nothing
                                + [ranked.gather(1, (c.clamp(1, pixels) - 1)[:, None]) for c in counts], 1)
-        b, k = thresholds.shape
-        area = torch.cat([torch.zeros_like(ranked[:, :1])] + [c.clamp(0, pixels)[:, None] / pixels for c in counts], 1)
-        order = area.argsort(1)
+        masks = torch.stack([(z >= thresholds[:, j, None, None]).float() for j in range(thresholds.shape[1])], 1)
+        b, k = masks.shape[:2]
+        area = masks.flatten(2).mean(2)
         limit = torch.full((b,), 2.0, device=z.device) if limit is None else limit
-        lo = torch.zeros(b, dtype=torch.long, device=z.device)
-        hi = (area < limit[:, None]).sum(1)  # cuts order[:hi] are candidates
-        end = hi.clone()
         ok = torch.zeros(b, k, dtype=torch.bool, device=z.device)
-        probs = torch.full((b, k), -1.0, device=z.device)
-        while bool((lo < hi).any()):
-            rows = (lo < hi).nonzero()[:, 0]
-            cols = order[rows, (lo[rows] + hi[rows]) // 2]
-            good, p = self._sufficient(rows, (z[rows] >= thresholds[rows, cols][:, None, None]).float(), backgrounds)
-            ok[rows, cols], probs[rows, cols] = good, p
-            mid = (lo[rows] + hi[rows]) // 2
-            hi[rows] = torch.where(good, mid, hi[rows])
-            lo[rows] = torch.where(good, lo[rows], mid + 1)
-        found = hi < end
-        rows = torch.arange(b, device=z.device)
-        # The smallest sufficient cut, else the most probable cut scored.
-        choice = torch.where(found, order[rows, hi.clamp(max=k - 1)], probs.argmax(1))
-        masks = (z >= thresholds[rows, choice][:, None, None]).float()
-        return masks, thresholds[rows, choice], found
-
-    def _sufficient(self, rows: torch.Tensor, masks: torch.Tensor, backgrounds: bool):
-        """Whether each mask [n, H, W] of images ``rows`` keeps the label with ``prob_needed`` (and on
-        random backgrounds, if asked), and the target's probability on it."""
-        x, target = self.x[rows], self.target[rows]
-        m = masks[:, None]
-        logits = in_chunks(self.model, m * x + (1 - m) * self.fill[rows])
-        p = logits.softmax(1).gather(1, target[:, None])[:, 0]
-        good = (logits.argmax(1) == target) & (p >= self.prob_needed[rows])
-        if backgrounds and bool(good.any()):
-            kinds = self.cfg.backgrounds
-            for j in range(self.cfg.n_backgrounds):
-                bg = random_background(kinds[j % len(kinds)], x, self.gen)
-                good &= in_chunks(self.model, m * x + (1 - m) * bg).argmax(1) == target
+        probs = torch.zeros(b, k, device=z.device)
+        scored = torch.zeros(b, k, dtype=torch.bool, device=z.device)
+        order = area.mean(0).argsort().tolist()
+        for start in range(0, k, chunk):
+            found = (ok & scored).any(1)
+            cols = [j for j in order[start:start + chunk] if bool((~found & (area[:, j] < limit)).any())]
+            if not cols:
+                continue
+            m = masks[:, cols, None]
+            logits = self._forward_chunks(m * self.x[:, None] + (1 - m) * self.fill[:, None]).view(b, len(cols), -1)
+            p = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, len(cols), 1))[..., 0]
+            good = (logits.argmax(-1) == self.target[:, None]) & (p >= self.prob_needed[:, None])
+            if backgrounds and bool(good.any()):
+                kinds = self.cfg.backgrounds
+                for j in range(self.cfg.n_backgrounds):
+                    bg = random_background(kinds[j % len(kinds)], self.x, self.gen)
+                    v = self._forward_chunks(m * self.x[:, None] + (1 - m) * bg[:, None]).view(b, len(cols), -1)
+                    good &= v.argmax(-1) == self.target[:, None]
+            probs[:, cols], ok[:, cols], scored[:, cols] = p, good, True
         self.taps.reset()  # these forwards are not the result's; the result's own forward comes later
-        return good, p
+        # Smallest sufficient cut: rank them by area, the others after them by probability.
+        key = torch.where(ok, area, torch.where(scored, 2.0 - probs, torch.full_like(probs, 9.0)))
+        choice = key.argmin(1)
+        rows = torch.arange(b, device=masks.device)
+        return masks[rows, choice], thresholds[rows, choice], ok[rows, choice]
+
+    def _forward_chunks(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of [b, k, C, H, W] images, flattened to b * k (``in_chunks``)."""
+        logits = in_chunks(self.model, images.flatten(0, 1))
+        self.taps.reset()
+        return logits
 
     def masks(self):
         """Probabilities at working resolution; the binary mask there and at full resolution,
