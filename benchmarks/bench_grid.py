@@ -1,6 +1,6 @@
 """The grid pointing game on real photos with a real pretrained model, and a single-photo table.
 
-    python benchmarks/bench_grid.py                       # 8 grids, every method
+    python benchmarks/bench_grid.py                       # 24 grids, every method
     python benchmarks/bench_grid.py --grids 2 --methods nbexplain-fast,gradcam --photos 0
     python benchmarks/bench_grid.py --per-cell            # also GridPG proper: every cell's class
 
@@ -37,7 +37,7 @@ SIZE = 224
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--grids", type=int, default=8)
+    p.add_argument("--grids", type=int, default=24)
     p.add_argument("--methods", default="nbexplain,nbexplain-fast,gradcam,occlusion,extremal")
     p.add_argument("--min-prob", type=float, default=0.5, help="confidence a photo needs at cell size")
     p.add_argument("--per-cell", action="store_true", help="also explain every cell's class (GridPG proper)")

@@ -433,13 +433,13 @@ class MaskOptimizer:
         return terms, hard, logits_e.detach(), logits[b:].detach()
 
     def run(self) -> None:
-        """Optimise; then, if ``cfg.retry_area`` is set, train the images whose masks never kept
-        the label once more, from a mask that keeps most of the image.
+        """Optimise (from the smallest sufficient cut of the relevance ranking, when there is one);
+        then, if ``cfg.retry_area`` is set, train the images whose masks never kept the label once
+        more, from a mask that keeps most of the image.
 
-        From the half-on start a few runs never keep the label: the random half mask has
-        already lost it, and the mask empties or stalls instead of finding the object. From a nearly full mask the label holds at the start
+        Some runs never keep the label: the starting mask has already lost it, and the mask empties
+        or stalls instead of finding the object. From a nearly full mask the label holds at the start
         and the mask shrinks only while it holds (the area pressure is gated by the label).
-        The half-on start stays the first try: on the runs that succeed it finds tighter masks.
         """
         if self._starts_at_a_cut:
             self._start_at_smallest_cut()
