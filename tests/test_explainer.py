@@ -446,3 +446,51 @@ def test_options_from_a_command_line_read_as_keywords():
     for bad in ("0.9", "keep_ratio=", "fill=mean"):
         with pytest.raises(ValueError):
             parse_options(bad)
+
+
+def test_the_mask_starts_at_the_smallest_sufficient_cut_of_the_relevance_ranking():
+    # One step is enough for a small mask that keeps the label: the run starts from the smallest
+    # sufficient cut of the target's relevance, not from half of the image (where, with
+    # target_aware=False, these scenes keep masks of a half and one loses its label).
+    from nbexplain.datasets import make_scenes
+    from nbexplain.zoo import load_model
+
+    zm = load_model("honest")
+    scenes = make_scenes(6, seed=77)
+    ex = Explainer(zm.model, preprocess=zm.preprocess)
+
+    class FirstStep:
+        area = None
+
+        def on_step(self, state):
+            self.area = state.area if self.area is None else self.area
+
+    for img, label in zip(scenes.images, scenes.labels):
+        first = FirstStep()
+        res = ex.explain(zm.normalize(img), target=int(label), progress=False, live=False, callbacks=[first],
+                         steps=1, min_steps=1, retry_area=None)
+        assert res.label_kept and res.area <= 0.15
+        assert first.area <= 0.15  # the first step already trains at the start cut's area
+
+
+def test_on_a_cpu_a_list_of_images_is_explained_in_groups_that_fit_one_pass(tiny):
+    # Larger batches outgrow a CPU's caches: each step forwards at most about four 224 px images
+    # (here two photos, each with its background variant), so five photos train in three groups.
+    from nbexplain.core.optimize import images_per_pass
+
+    assert images_per_pass(torch.device("cpu"), 224, 224) == 4
+    assert images_per_pass(torch.device("cpu"), 448, 448) == 1
+    assert images_per_pass(torch.device("cuda"), 224, 224) == 32
+
+    class Starts:
+        n = 0
+
+        def on_start(self, info):
+            self.n += 1
+
+    torch.manual_seed(3)
+    images = [torch.randn(3, 224, 224) for _ in range(5)]
+    starts = Starts()
+    results = Explainer(tiny).explain(images, progress=False, callbacks=[starts], **fast_options(steps=2, min_steps=2))
+    assert starts.n == 3 and len(results) == 5
+    assert all(r.mask.shape == (224, 224) for r in results)

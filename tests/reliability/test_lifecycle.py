@@ -26,7 +26,7 @@ def image(seed: int = 1) -> torch.Tensor:
 
 
 def options(**kw):
-    # Without the relevance start, forward k + 3 is training step k, and every mask the run keeps
+    # Without the relevance start, forward k + 2 is training step k, and every mask the run keeps
     # is one that the callbacks saw (the start's cut search is tested on its own below).
     return fast_options(steps=STEPS, min_steps=STEPS, **{"target_aware": False, **kw})
 
