@@ -271,7 +271,6 @@ class MaskOptimizer:
         self._every = 1 if cfg.strict_backgrounds else cfg.robustness_every
         # The curves show the latest measured robustness term (steps without variants repeat it).
         self._shown_robustness = torch.zeros(b, device=x.device)
-        self._improved = torch.zeros(b, dtype=torch.bool, device=x.device)
         self._starts_at_a_cut = start is not None and self.budget is not None
 
     @torch.no_grad()
