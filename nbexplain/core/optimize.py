@@ -19,7 +19,7 @@ from .masknet import MaskUNet
 from .relevance import position_weights, start_logits
 from .taps import Taps
 
-#: shares of the image at which the final mask logits are cut (``MaskOptimizer.select_cut``)
+#: shares of the image at which mask logits are cut: the starting ranking and the final one (``MaskOptimizer._cut_search``)
 CUT_AREAS = (0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6)
 
 #: with the exact area budget, each sufficient step multiplies the budget by exp(-BUDGET_RATE * cfg.area)
@@ -200,9 +200,10 @@ class MaskOptimizer:
     """Optimises binary masks for a batch of images against a frozen model.
 
     After ``run()`` (or after it was interrupted) ``best_masks`` holds, per
-    image, the best mask of any step (see ``_track_best``).
+    image, the best mask of the start's cut search or of any step (see ``_track_best``).
 
-    ``start_share`` is the share of the mask that is on at the start;
+    ``start_share`` is the share of the mask that is on at the start (``run()`` then moves the
+    budget to the smallest sufficient cut of the relevance ranking, when relevance is given);
     ``step_offset`` shifts the step numbers that callbacks see, and ``prob_fill``
     (the target's probability on the fill alone, computed if not given) saves a
     forward pass (both for a retry that continues a run).
