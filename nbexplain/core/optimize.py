@@ -283,11 +283,8 @@ class MaskOptimizer:
         holds other objects, and the budget would then grow towards the whole image instead of
         shrinking onto the target. Where no cut suffices, the most probable one is the start."""
         chosen, _, sufficient = self._cut_search(backgrounds=False)
-        area = chosen.flatten(1).mean(1)
-        self.budget = area.clamp(MIN_BUDGET, 1.0)
-        self.best_masks[sufficient] = chosen[sufficient]
-        self.best_loss = torch.where(sufficient, area, self.best_loss)
-        self.best_rank = torch.where(sufficient, torch.full_like(self.best_rank, 2), self.best_rank)
+        self.budget = chosen.flatten(1).mean(1).clamp(MIN_BUDGET, 1.0)
+        self._keep_smaller_sufficient(chosen, sufficient)
 
     @torch.no_grad()
     def adopt_current(self) -> None:
@@ -313,9 +310,13 @@ class MaskOptimizer:
         limit = torch.where(self.best_rank == 2, self.best_loss, torch.full_like(self.best_loss, 2.0))
         chosen, _, found = self._cut_search(backgrounds=self.cfg.strict_backgrounds and self.cfg.n_backgrounds > 0,
                                             limit=limit)
-        area = chosen.flatten(1).mean(1)
-        better = found & ((self.best_rank < 2) | (area < self.best_loss))
-        self.best_masks[better] = chosen[better]
+        self._keep_smaller_sufficient(chosen, found)
+
+    def _keep_smaller_sufficient(self, masks: torch.Tensor, sufficient: torch.Tensor) -> None:
+        """Make each sufficient mask the best one if none was sufficient yet or it is smaller."""
+        area = masks.flatten(1).mean(1)
+        better = sufficient & ((self.best_rank < 2) | (area < self.best_loss))
+        self.best_masks[better] = masks[better]
         self.best_loss = torch.where(better, area, self.best_loss)
         self.best_rank = torch.where(better, torch.full_like(self.best_rank, 2), self.best_rank)
 
