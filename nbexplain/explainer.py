@@ -16,7 +16,7 @@ from .config import ExplainConfig, resolve_config
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
 from .core.optimize import MaskOptimizer, hiding_fill, images_per_pass, in_chunks, random_background
 from .core.progress import ProgressBar
-from .core.relevance import target_relevance
+from .core.relevance import relevance_maps, relevance_probes
 from .core.taps import (
     borrowed,
     default_layers,
@@ -158,15 +158,17 @@ class Explainer:
         net, start = self._network, time.perf_counter()
         with torch.inference_mode(False), torch.enable_grad(), borrowed(net), tap_activations(net, self.layers) as taps:
             x = x.to(self.device).clone()
-            with torch.no_grad():
-                logits_x = _logits(net(x.clone()))  # a clone: some models edit their input in place
-                acts_x = taps.collect()
+            # One forward gives x's logits, activations and (with target-aware matching) the relevance.
+            with torch.set_grad_enabled(cfg.target_aware), relevance_probes(net, self.layers, cfg.target_aware) as probes:
+                scores = _logits(net(x.clone()))  # a clone: some models edit their input in place
+                acts_x = {name: a.detach() for name, a in taps.collect().items()}
+            logits_x = scores.detach()
             _warn_if_probabilities(logits_x)
             target = self._target_tensor(targets, logits_x)
             fill, prob_fill = hiding_fill(x, cfg.fill, self.normalization, partial(_target_prob, net, taps), target,
                                           logits_x.softmax(1).gather(1, target[:, None])[:, 0])
-            relevance = target_relevance(net, _LogitsOf(net), x, self.layers, acts_x, target) if cfg.target_aware else None
-            taps.reset()  # the relevance pass's activations are not needed
+            relevance = relevance_maps(scores, probes, acts_x, target) if cfg.target_aware else None
+            del scores, probes  # the graph of x's forward
             opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
                                 callbacks, net=None if mask_net is None else mask_net(target, acts_x),
                                 relevance=relevance, prob_fill=prob_fill)

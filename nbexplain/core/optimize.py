@@ -282,7 +282,7 @@ class MaskOptimizer:
         From half the image the start has usually lost the label: half of a grid of four photos
         holds other objects, and the budget would then grow towards the whole image instead of
         shrinking onto the target. Where no cut suffices, the most probable one is the start."""
-        chosen, _, sufficient = self._cut_search(backgrounds=False)
+        chosen, _, sufficient = self._cut_search(backgrounds=False, current=False)
         self.budget = chosen.flatten(1).mean(1).clamp(MIN_BUDGET, 1.0)
         self._keep_smaller_sufficient(chosen, sufficient)
 
@@ -320,17 +320,20 @@ class MaskOptimizer:
         self.best_loss = torch.where(better, area, self.best_loss)
         self.best_rank = torch.where(better, torch.full_like(self.best_rank, 2), self.best_rank)
 
-    def _cut_search(self, backgrounds: bool, limit: torch.Tensor | None = None, chunk: int = 4):
+    def _cut_search(self, backgrounds: bool, limit: torch.Tensor | None = None, current: bool = True, chunk: int = 4):
         """Per image, the smallest sufficient cut of the current logits, its threshold, and whether it
         is sufficient; rows with no sufficient cut get the most probable cut scored.
 
         Cuts are scored from the smallest up, ``chunk`` areas per forward, and only while some image
-        has no sufficient cut yet, and below its ``limit`` (an area) if given."""
+        has no sufficient cut yet, and below its ``limit`` (an area) if given. ``current`` adds the cut at
+        the logits' own threshold. The empty mask is the fill alone, whose probability is known: it is
+        scored only for images whose fill already has the probability needed."""
         z = self.net(self.net_input) + self.offset
         z = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         ranked = z.flatten(1).sort(dim=1, descending=True).values
         pixels = ranked.shape[1]
-        counts = [(ranked > 0).sum(1)] + [torch.full_like(ranked[:, 0], a * pixels).long() for a in CUT_AREAS]
+        counts = [(ranked > 0).sum(1)] if current else []
+        counts += [torch.full_like(ranked[:, 0], a * pixels).long() for a in CUT_AREAS]
         thresholds = torch.cat([ranked[:, :1] + 1.0]  # the empty mask: for a model that needs nothing
                                + [ranked.gather(1, (c.clamp(1, pixels) - 1)[:, None]) for c in counts], 1)
         masks = torch.stack([(z >= thresholds[:, j, None, None]).float() for j in range(thresholds.shape[1])], 1)
@@ -339,13 +342,16 @@ class MaskOptimizer:
         limit = torch.full((b,), 2.0, device=z.device) if limit is None else limit
         ok = torch.zeros(b, k, dtype=torch.bool, device=z.device)
         probs = torch.zeros(b, k, device=z.device)
+        probs[:, 0] = self.prob_fill
         scored = torch.zeros(b, k, dtype=torch.bool, device=z.device)
-        order = area.mean(0).argsort().tolist()
-        for start in range(0, k, chunk):
+        scored[:, 0] = self.prob_fill < self.prob_needed  # the empty mask cannot suffice there
+        pending = [0] + (1 + area[:, 1:].mean(0).argsort()).tolist()  # smallest first
+        while pending:
             found = (ok & scored).any(1)
-            cols = [j for j in order[start:start + chunk] if bool((~found & (area[:, j] < limit)).any())]
+            pending = [j for j in pending if bool((~found & ~scored[:, j] & (area[:, j] < limit)).any())]
+            cols, pending = pending[:chunk], pending[chunk:]
             if not cols:
-                continue
+                break
             m = masks[:, cols, None]
             logits = self._forward_chunks(m * self.x[:, None] + (1 - m) * self.fill[:, None]).view(b, len(cols), -1)
             p = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, len(cols), 1))[..., 0]

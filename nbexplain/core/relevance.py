@@ -10,47 +10,52 @@ that carry the target, and training decides what is really needed.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def target_relevance(net: nn.Module, logits_of, x: torch.Tensor, layers: list[str], acts_x: dict,
-                     target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per layer, [B, h, w] maps of relu(sum_c dz_target/da * a) for channels-first maps
-    (other shapes get no map). One forward and one backward of the model on x."""
+@contextlib.contextmanager
+def relevance_probes(net: nn.Module, layers: list[str], enabled: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """While active, each named layer's output (a tensor) gets a zero added, recorded in the yielded
+    dict: its gradient is the output's, whatever in-place ops follow. So the forward that gives x's
+    logits and activations also gives the relevance (``relevance_maps``), without a second pass."""
+    deltas: dict[str, torch.Tensor] = {}
     modules = dict(net.named_modules())
-    deltas = {n: torch.zeros_like(a, requires_grad=True) for n, a in acts_x.items() if a.dim() == 4}
-    if not deltas:
-        return {}
     handles = []
 
     def make_hook(name):
         def hook(_module, _inputs, output):
-            # A zero added to the output: its gradient is the output's, whatever in-place ops follow.
-            if isinstance(output, torch.Tensor) and output.shape == deltas[name].shape:
+            if isinstance(output, torch.Tensor) and output.dim() == 4 and torch.is_grad_enabled():
+                deltas[name] = torch.zeros_like(output, requires_grad=True)
                 return output + deltas[name]
             return None
 
         return hook
 
     try:
-        for name in deltas:
-            handles.append(modules[name].register_forward_hook(make_hook(name)))
-        with torch.enable_grad():
-            # The target's own score, not its log-probability: the latter's gradient also rewards the
-            # evidence against every other class, which keeps other objects (measured on grids of photos).
-            logits = logits_of(x.clone())
-            picked = logits.gather(1, target[:, None]).sum()
-            grads = torch.autograd.grad(picked, list(deltas.values()), allow_unused=True)
+        if enabled:
+            handles = [modules[name].register_forward_hook(make_hook(name)) for name in layers]
+        yield deltas
     finally:
         for h in handles:
             h.remove()
-    out = {}
-    for (name, _), g in zip(deltas.items(), grads):
-        if g is not None:
-            out[name] = (g * acts_x[name]).sum(1).clamp_min(0).detach()
-    return out
+
+
+def relevance_maps(logits: torch.Tensor, deltas: dict, acts_x: dict, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per probed layer, [B, h, w] maps of relu(sum_c dz_target/da * a): one backward from the logits
+    of the probed forward."""
+    if not deltas:
+        return {}
+    # The target's own score, not its log-probability: the latter's gradient also rewards the
+    # evidence against every other class, which keeps other objects (measured on grids of photos).
+    picked = logits.gather(1, target[:, None]).sum()
+    grads = torch.autograd.grad(picked, list(deltas.values()), allow_unused=True)
+    return {name: (g * acts_x[name]).sum(1).clamp_min(0).detach()
+            for name, g in zip(deltas, grads) if g is not None}
 
 
 def position_weights(relevance: torch.Tensor) -> torch.Tensor:
