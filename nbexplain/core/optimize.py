@@ -273,6 +273,10 @@ class MaskOptimizer:
         # The curves show the latest measured robustness term (steps without variants repeat it).
         self._shown_robustness = torch.zeros(b, device=x.device)
         self._starts_at_a_cut = start is not None and self.budget is not None
+        # The same relevance smoothed along the image's edges: a second starting ranking
+        # (``_start_at_smallest_cut``).
+        self._edge_start = start_logits(self.relevance, self.size, start_share, guide=self.net_input) \
+            if self._starts_at_a_cut else None
 
     @torch.no_grad()
     def _start_at_smallest_cut(self) -> None:
@@ -281,10 +285,27 @@ class MaskOptimizer:
 
         From half the image the start has usually lost the label: half of a grid of four photos
         holds other objects, and the budget would then grow towards the whole image instead of
-        shrinking onto the target. Where no cut suffices, the most probable one is the start."""
-        chosen, _, sufficient = self._cut_search(backgrounds=False, current=False)
+        shrinking onto the target.
+
+        Two rankings are cut: the relevance as it is, which keeps fine detail (thin or textured
+        evidence), and the relevance smoothed along the image's edges, which fills an object and
+        stops at its outline instead of keeping a halo of background. Per image the smaller
+        sufficient cut wins (the second ranking's cuts are scored only below the first's); where
+        neither suffices, the first ranking's most probable cut is the start."""
+        rankings = [r for r in (self.offset.detach().clone(), self._edge_start) if r is not None]
+        chosen, found, start = None, None, rankings[0].clone()
+        for ranking in rankings:
+            self.offset.copy_(ranking)
+            limit = None if found is None else torch.where(found, chosen.flatten(1).mean(1), 2.0)
+            masks, _, ok = self._cut_search(backgrounds=False, limit=limit, current=False)
+            if chosen is None:
+                chosen, found = masks, ok
+                continue
+            better = ok & (~found | (masks.flatten(1).mean(1) < chosen.flatten(1).mean(1)))
+            chosen[better], start[better], found = masks[better], ranking[better], found | ok
+        self.offset.copy_(start)
         self.budget = chosen.flatten(1).mean(1).clamp(MIN_BUDGET, 1.0)
-        self._keep_smaller_sufficient(chosen, sufficient)
+        self._keep_smaller_sufficient(chosen, found)
 
     @torch.no_grad()
     def adopt_current(self) -> None:

@@ -65,16 +65,51 @@ def position_weights(relevance: torch.Tensor) -> torch.Tensor:
 
 
 def start_logits(relevance: dict[str, torch.Tensor], size: tuple[int, int], on_share: float,
-                 spread: float = 1.5) -> torch.Tensor | None:
+                 spread: float = 1.5, guide: torch.Tensor | None = None) -> torch.Tensor | None:
     """Mask logits [B, *size] whose top ``on_share`` are the positions of highest relevance,
-    averaged over layers (each scaled to a maximum of 1) at the mask's working size."""
+    averaged over layers (each scaled to a maximum of 1) at the mask's working size; with a
+    ``guide`` image at that size, smoothed along its edges first (``edge_aware``)."""
     maps = []
     for r in relevance.values():
         peak = r.flatten(1).amax(1)[:, None, None].clamp_min(1e-12)
         maps.append(F.interpolate((r / peak)[:, None], size=size, mode="bilinear", align_corners=False)[:, 0])
     if not maps:
         return None
-    rel = torch.stack(maps).mean(0).flatten(1)
+    rel = torch.stack(maps).mean(0)
+    if guide is not None:
+        rel = edge_aware(rel, guide, radius=max(1, round(GUIDE_RADIUS * max(size))))
+    rel = rel.flatten(1)
     cut = torch.quantile(rel, 1.0 - on_share, dim=1, keepdim=True)
     z = (rel - cut) / rel.std(dim=1, keepdim=True).clamp_min(1e-6) * spread
     return z.view(-1, *size)
+
+
+#: the edge-aware start: window radius as a share of the mask's longest side, and the regulariser
+#: (on the guide standardised to unit variance) below which colour edges stop the smoothing
+GUIDE_RADIUS = 0.2
+GUIDE_EPS = 0.1
+
+
+def edge_aware(values: torch.Tensor, guide: torch.Tensor, radius: int, eps: float = GUIDE_EPS) -> torch.Tensor:
+    """``values`` [B, h, w] smoothed within the regions of ``guide`` [B, C, h, w] and not across its
+    edges: a guided filter (each window fits values as a linear function of the guide's colours).
+
+    Relevance at a feature map's resolution blurs over an object's outline, and a cut of it keeps
+    a halo of background; smoothed along the image's own edges it fills the object and stops at
+    its outline."""
+    b, c, h, w = guide.shape
+    g = guide - guide.mean((2, 3), keepdim=True)  # each channel's contrast, in units of the image's own spread
+    g = g / g.flatten(1).std(1).clamp_min(1e-6).view(b, 1, 1, 1)
+    v = values[:, None]
+
+    def box(t):
+        return F.avg_pool2d(F.pad(t, (radius,) * 4, mode="replicate"), 2 * radius + 1, stride=1)
+
+    mean_g, mean_v = box(g), box(v)
+    cov_gv = box(g * v) - mean_g * mean_v  # [B, C, h, w]
+    pairs = (g[:, :, None] * g[:, None]).flatten(1, 2)  # [B, C*C, h, w]
+    var_g = (box(pairs) - (mean_g[:, :, None] * mean_g[:, None]).flatten(1, 2)).view(b, c, c, h, w)
+    var_g = var_g.permute(0, 3, 4, 1, 2) + eps * torch.eye(c, device=g.device, dtype=g.dtype)
+    slope = torch.linalg.solve(var_g, cov_gv.permute(0, 2, 3, 1)[..., None])[..., 0].permute(0, 3, 1, 2)
+    offset = mean_v - (slope * mean_g).sum(1, keepdim=True)
+    return ((box(slope) * g).sum(1, keepdim=True) + box(offset))[:, 0]
