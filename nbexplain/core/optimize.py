@@ -289,14 +289,15 @@ class MaskOptimizer:
 
         Two rankings are cut: the relevance as it is, which keeps fine detail (thin or textured
         evidence), and the relevance smoothed along the image's edges, which fills an object and
-        stops at its outline instead of keeping a halo of background. Per image the smaller
-        sufficient cut wins (the second ranking's cuts are scored only below the first's); where
-        neither suffices, the first ranking's most probable cut is the start."""
+        stops at its outline instead of keeping a halo of background. The second ranking's cuts are
+        scored only below the first's sufficient cut, and the smaller sufficient cut wins. Where the
+        first ranking has none, its most probable cut is the start: its smoothed copy rarely does
+        better there, and scoring every cut again would double the start's cost (on noise, say)."""
         rankings = [r for r in (self.offset.detach().clone(), self._edge_start) if r is not None]
         chosen, found, start = None, None, rankings[0].clone()
         for ranking in rankings:
             self.offset.copy_(ranking)
-            limit = None if found is None else torch.where(found, chosen.flatten(1).mean(1), 2.0)
+            limit = None if found is None else torch.where(found, chosen.flatten(1).mean(1), 0.0)
             masks, _, ok = self._cut_search(backgrounds=False, limit=limit, current=False)
             if chosen is None:
                 chosen, found = masks, ok
