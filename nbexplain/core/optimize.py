@@ -302,8 +302,8 @@ class MaskOptimizer:
             if chosen is None:
                 chosen, found = masks, ok
                 continue
-            better = ok & (~found | (masks.flatten(1).mean(1) < chosen.flatten(1).mean(1)))
-            chosen[better], start[better], found = masks[better], ranking[better], found | ok
+            # Its cuts were scored only below a sufficient cut of the first: a sufficient one is smaller.
+            chosen[ok], start[ok] = masks[ok], ranking[ok]
         self.offset.copy_(start)
         self.budget = chosen.flatten(1).mean(1).clamp(MIN_BUDGET, 1.0)
         self._keep_smaller_sufficient(chosen, found)
