@@ -273,10 +273,7 @@ class MaskOptimizer:
         # The curves show the latest measured robustness term (steps without variants repeat it).
         self._shown_robustness = torch.zeros(b, device=x.device)
         self._starts_at_a_cut = start is not None and self.budget is not None
-        # The same relevance smoothed along the image's edges: a second starting ranking
-        # (``_start_at_smallest_cut``).
-        self._edge_start = start_logits(self.relevance, self.size, start_share, guide=self.net_input) \
-            if self._starts_at_a_cut else None
+        self._start_share = start_share
 
     @torch.no_grad()
     def _start_at_smallest_cut(self) -> None:
@@ -293,7 +290,8 @@ class MaskOptimizer:
         scored only below the first's sufficient cut, and the smaller sufficient cut wins. Where the
         first ranking has none, its most probable cut is the start: its smoothed copy rarely does
         better there, and scoring every cut again would double the start's cost (on noise, say)."""
-        rankings = [r for r in (self.offset.detach().clone(), self._edge_start) if r is not None]
+        smoothed = start_logits(self.relevance, self.size, self._start_share, guide=self.net_input)
+        rankings = [self.offset.detach().clone(), smoothed]
         chosen, found, start = None, None, rankings[0].clone()
         for ranking in rankings:
             self.offset.copy_(ranking)
