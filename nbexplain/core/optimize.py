@@ -287,7 +287,8 @@ class MaskOptimizer:
         Two rankings are cut: the relevance as it is, which keeps fine detail (thin or textured
         evidence), and the relevance smoothed along the image's edges, which fills an object and
         stops at its outline instead of keeping a halo of background. The second ranking's cuts are
-        scored only below the first's sufficient cut, and the smaller sufficient cut wins. Where the
+        scored only up to the first's sufficient cut, and the smaller sufficient cut wins; at equal
+        area the smoothed one, whose pixels follow the object. Where the
         first ranking has none, its most probable cut is the start: its smoothed copy rarely does
         better there, and scoring every cut again would double the start's cost (on noise, say)."""
         smoothed = start_logits(self.relevance, self.size, self._start_share, guide=self.net_input)
@@ -295,12 +296,13 @@ class MaskOptimizer:
         chosen, found, start = None, None, rankings[0].clone()
         for ranking in rankings:
             self.offset.copy_(ranking)
-            limit = None if found is None else torch.where(found, chosen.flatten(1).mean(1), 0.0)
+            # Up to and including the first's sufficient cut (hence the crumb above its area).
+            limit = None if found is None else torch.where(found, chosen.flatten(1).mean(1) + 1e-6, 0.0)
             masks, _, ok = self._cut_search(backgrounds=False, limit=limit, current=False)
             if chosen is None:
                 chosen, found = masks, ok
                 continue
-            # Its cuts were scored only below a sufficient cut of the first: a sufficient one is smaller.
+            # Its cuts were scored only up to a sufficient cut of the first: a sufficient one is no larger.
             chosen[ok], start[ok] = masks[ok], ranking[ok]
         self.offset.copy_(start)
         self.budget = chosen.flatten(1).mean(1).clamp(MIN_BUDGET, 1.0)
