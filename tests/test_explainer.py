@@ -230,9 +230,9 @@ def test_a_run_that_never_kept_the_label_is_retried_from_a_fuller_mask(tiny, ima
 
     real_cut = MaskOptimizer.select_cut
 
-    def no_cut_rescues_the_first_run(self):
+    def no_cut_rescues_the_first_run(self, **kwargs):
         if self.step_offset != 0:
-            real_cut(self)
+            real_cut(self, **kwargs)
 
     monkeypatch.setattr(MaskOptimizer, "_optimise", first_run_collapses)
     monkeypatch.setattr(MaskOptimizer, "select_cut", no_cut_rescues_the_first_run)
@@ -494,3 +494,40 @@ def test_on_a_cpu_a_list_of_images_is_explained_in_groups_that_fit_one_pass(tiny
     results = Explainer(tiny).explain(images, progress=False, callbacks=[starts], **fast_options(steps=2, min_steps=2))
     assert starts.n == 3 and len(results) == 5
     assert all(r.mask.shape == (224, 224) for r in results)
+
+
+def test_after_a_sufficient_start_the_final_cut_search_costs_no_forward(monkeypatch):
+    # The steps' exact budget already probes below the start's sufficient cut; a final search of
+    # every smaller cut only cost forwards (1-3 batches of four images per explanation).
+    from nbexplain.core.optimize import MaskOptimizer
+    from nbexplain.datasets import make_scenes
+    from nbexplain.zoo import load_model
+
+    zm = load_model("honest")
+    scenes = make_scenes(2, seed=77)
+    scored = []
+    real_search = MaskOptimizer._cut_search
+
+    def counting_search(self, *args, **kwargs):
+        real_forward = self._forward_chunks
+        self._forward_chunks = lambda images: scored.append(images.shape[0] * images.shape[1]) or real_forward(images)
+        try:
+            return real_search(self, *args, **kwargs)
+        finally:
+            del self._forward_chunks
+
+    real_select = MaskOptimizer.select_cut
+    finals = []
+
+    def select(self, **kwargs):
+        scored.clear()
+        real_select(self, **kwargs)
+        finals.append((kwargs.get("unsolved_only"), bool((self.best_rank == 2).all()), sum(scored)))
+
+    monkeypatch.setattr(MaskOptimizer, "_cut_search", counting_search)
+    monkeypatch.setattr(MaskOptimizer, "select_cut", select)
+    ex = Explainer(zm.model, preprocess=zm.preprocess)
+    for img, label in zip(scenes.images, scenes.labels):
+        res = ex.explain(zm.normalize(img), target=int(label), progress=False, live=False, retry_area=None)
+        assert res.label_kept
+    assert finals == [(True, True, 0)] * 2

@@ -323,13 +323,18 @@ class MaskOptimizer:
         self.offset -= thresholds[:, None, None]
 
     @torch.no_grad()
-    def select_cut(self) -> None:
+    def select_cut(self, unsolved_only: bool = False) -> None:
         """Cut the final mask logits at several areas and keep, per image, the smallest cut that is
         sufficient (label kept with ``prob_needed``, and on random backgrounds), if it beats the best
         mask the steps found. The steps rank pixels well before their own threshold settles; the cut
-        makes the result the smallest sufficient mask of that ranking, at the cost of one batched forward."""
+        makes the result the smallest sufficient mask of that ranking, at the cost of one batched forward.
+
+        ``unsolved_only`` searches only the images with no sufficient mask yet: after a start at the
+        smallest sufficient cut, the steps' exact budget already probes below it, and a final search
+        found a smaller mask in 2 of 129 runs (photos, grids, scenes), by under 0.5 % of the image."""
         # Only cuts smaller than a sufficient mask already found can win: larger ones are not scored.
-        limit = torch.where(self.best_rank == 2, self.best_loss, torch.full_like(self.best_loss, 2.0))
+        solved = self.best_rank == 2
+        limit = torch.where(solved, 0.0 if unsolved_only else self.best_loss, torch.full_like(self.best_loss, 2.0))
         chosen, _, found = self._cut_search(backgrounds=self.cfg.strict_backgrounds and self.cfg.n_backgrounds > 0,
                                             limit=limit)
         self._keep_smaller_sufficient(chosen, found)
@@ -474,7 +479,7 @@ class MaskOptimizer:
             self._start_at_smallest_cut()
         self._optimise()
         self.phase("choosing the smallest sufficient cut")
-        self.select_cut()
+        self.select_cut(unsolved_only=self._starts_at_a_cut)
         # A start from most of the image helps only where the image itself keeps the label.
         failed = ((self.best_rank < 2) & self.x_sufficient).nonzero()[:, 0]
         if self.cfg.retry_area is not None and len(failed):
