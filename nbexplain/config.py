@@ -142,8 +142,8 @@ class ExplainConfig:
 
 PRESETS: dict[str, dict] = {
     "default": {},
-    # Interactive: a third of the steps, stopping sooner; the final cut search still returns the
-    # smallest sufficient cut, and ``res.robustness`` is measured on 4 random backgrounds (not 8).
+    # Interactive: a third of the steps, stopping sooner, and ``res.robustness`` is measured on
+    # 4 random backgrounds (not 8).
     "fast": dict(steps=20, min_steps=6, patience=4, warmup=3, robustness_every=2, robustness_draws=4),
     # Closer to the authors' budget: more steps, all background kinds each step.
     "thorough": dict(steps=300, min_steps=100, patience=40, n_backgrounds=3),
