@@ -531,3 +531,32 @@ def test_after_a_sufficient_start_the_final_cut_search_costs_no_forward(monkeypa
         res = ex.explain(zm.normalize(img), target=int(label), progress=False, live=False, retry_area=None)
         assert res.label_kept
     assert finals == [(True, True, 0)] * 2
+
+
+def test_in_a_batch_a_cut_above_an_images_limit_never_counts_as_its_sufficient_cut(monkeypatch):
+    # Cuts are scored while any image of the batch needs them; one scored for another image's sake
+    # must not become this image's "smallest sufficient cut" above its own limit (it once replaced
+    # a 2.6 % start by a 26 % one when a photo was explained in a batch).
+    from nbexplain.core.optimize import MaskOptimizer
+    from nbexplain.datasets import make_scenes
+    from nbexplain.zoo import load_model
+
+    zm = load_model("honest")
+    scenes = make_scenes(1, seed=77)
+    img, label = zm.normalize(scenes.images[0]), int(scenes.labels[0])
+    noise = torch.randn(img.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        least = int(zm.model(noise[None]).argmin())  # no cut of noise makes it the top class: every cut is scored
+    seen = {}
+
+    def probe(self):
+        no_limit = self._cut_search(backgrounds=False, current=False)
+        limited = self._cut_search(backgrounds=False, current=False,
+                                   limit=torch.tensor([0.0, 2.0], device=self.x.device))
+        seen.update(no_limit=no_limit[2].tolist(), limited=limited[2].tolist())
+
+    monkeypatch.setattr(MaskOptimizer, "_start_at_smallest_cut", probe)
+    Explainer(zm.model, preprocess=zm.preprocess).explain([img, noise], target=[label, least], progress=False,
+                                                          live=False, steps=1, min_steps=1, retry_area=None)
+    assert seen["no_limit"] == [True, False]  # the scene's class has a sufficient cut, the noise's none ...
+    assert seen["limited"] == [False, False]  # ... and the scene's does not count once its limit is 0

@@ -383,6 +383,8 @@ class MaskOptimizer:
             logits = self._forward_chunks(m * self.x[:, None] + (1 - m) * self.fill[:, None]).view(b, len(cols), -1)
             p = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, len(cols), 1))[..., 0]
             good = (logits.argmax(-1) == self.target[:, None]) & (p >= self.prob_needed[:, None])
+            # In a batch a cut may be scored for another image's sake: above this one's limit it cannot count.
+            good &= area[:, cols] < limit[:, None]
             if backgrounds and bool(good.any()):
                 kinds = self.cfg.backgrounds
                 for j in range(self.cfg.n_backgrounds):
