@@ -372,19 +372,19 @@ class MaskOptimizer:
         probs[:, 0] = self.prob_fill
         scored = torch.zeros(b, k, dtype=torch.bool, device=z.device)
         scored[:, 0] = self.prob_fill < self.prob_needed  # the empty mask cannot suffice there
+        # A cut counts for an image only below its limit, also when scored for another image of the batch.
+        allowed = area < limit[:, None]
         pending = [0] + (1 + area[:, 1:].mean(0).argsort()).tolist()  # smallest first
         while pending:
             found = (ok & scored).any(1)
-            pending = [j for j in pending if bool((~found & ~scored[:, j] & (area[:, j] < limit)).any())]
+            pending = [j for j in pending if bool((~found & ~scored[:, j] & allowed[:, j]).any())]
             cols, pending = pending[:chunk], pending[chunk:]
             if not cols:
                 break
             m = masks[:, cols, None]
             logits = self._forward_chunks(m * self.x[:, None] + (1 - m) * self.fill[:, None]).view(b, len(cols), -1)
             p = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, len(cols), 1))[..., 0]
-            good = (logits.argmax(-1) == self.target[:, None]) & (p >= self.prob_needed[:, None])
-            # In a batch a cut may be scored for another image's sake: above this one's limit it cannot count.
-            good &= area[:, cols] < limit[:, None]
+            good = (logits.argmax(-1) == self.target[:, None]) & (p >= self.prob_needed[:, None]) & allowed[:, cols]
             if backgrounds and bool(good.any()):
                 kinds = self.cfg.backgrounds
                 for j in range(self.cfg.n_backgrounds):
