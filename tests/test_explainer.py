@@ -101,8 +101,11 @@ def test_pil_and_numpy_inputs_match():
 def test_bad_layer_names_get_clear_errors(tiny):
     with pytest.raises(ValueError, match="no module named 'featurez'"):
         Explainer(tiny, layers=["featurez"])
-    with pytest.raises(ValueError, match="no convolution"):
-        Explainer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(10, 2)))
+    nn = torch.nn
+    with pytest.raises(ValueError, match="no convolution"):  # runs on images, but has no feature map
+        Explainer(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)))
+    with pytest.raises(ValueError, match="forward failed on a probe batch.*mat1 and mat2"):  # runs on no image
+        Explainer(nn.Sequential(nn.Flatten(), nn.Linear(10, 2)))
 
 
 def test_shared_relu_is_refused_with_advice(image):

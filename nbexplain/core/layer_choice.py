@@ -53,19 +53,30 @@ def probe_feature_maps(model: nn.Module, size: tuple[int, int] | None = None) ->
     Runs one forward on a random probe input of ``size`` (the input to be explained), else of
     the first size of ``PROBE_SIZES`` the model accepts, in eval mode without gradients; the
     model's modes, parameters and buffers are as before afterwards and no hook stays.
-    Returns [] if the model accepts none of the sizes.
+    Raises ``ProbeFailed`` (with the model's own error of the first size tried) if the model
+    runs on none of the sizes.
     """
     lazy = any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
+    first_error = None
     for probe_size in ([tuple(size)] if size is not None else []) + list(PROBE_SIZES):
         # A forward fixes lazy layers' shapes: probe a copy, afresh for each size, never the user's model.
-        maps = _probe(copy.deepcopy(model).eval() if lazy else model, probe_size, own_copy=lazy)
-        if maps is not None:
-            return maps
-    return []
+        try:
+            return _probe(copy.deepcopy(model).eval() if lazy else model, probe_size, own_copy=lazy)
+        except Exception as err:  # noqa: BLE001 - a size the model refuses; the next may do
+            first_error = first_error or (probe_size, err)
+    raise ProbeFailed(*first_error)
 
 
-def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> list[FeatureMap] | None:
-    """The feature maps of one probe forward at ``size``, or None if the model refuses that size."""
+class ProbeFailed(Exception):
+    """The model ran on none of the probe sizes; ``size`` and ``error`` are those of the first one tried."""
+
+    def __init__(self, size: tuple[int, int], error: Exception):
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.size, self.error = size, error
+
+
+def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> list[FeatureMap]:
+    """The feature maps of one probe forward at ``size`` (the model's error if it refuses that size)."""
     from .taps import borrowed, input_channels, model_device
 
     names: dict[int, list[str]] = {}
@@ -89,8 +100,6 @@ def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> l
     try:
         with contextlib.nullcontext() if own_copy else borrowed(model), torch.no_grad():
             model(torch.rand(2, input_channels(model) or 3, *size, device=model_device(model)))
-    except Exception:  # noqa: BLE001 - a size the model refuses
-        return None
     finally:
         for h in handles:
             h.remove()

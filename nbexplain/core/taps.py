@@ -33,9 +33,14 @@ def default_layers(model: nn.Module, size: tuple[int, int] | None = None) -> lis
     """Up to five stage outputs spread over the depth, chosen from a probe forward (see
     ``nbexplain.core.layer_choice``) at the input ``size`` if given; for models without spatial feature maps, the
     activations of their token MLPs; or a clear error."""
-    from .layer_choice import probe_feature_maps, spread, stage_outputs, token_candidates
+    from .layer_choice import ProbeFailed, probe_feature_maps, spread, stage_outputs, token_candidates
 
-    maps = probe_feature_maps(model, size)
+    try:
+        maps = probe_feature_maps(model, size)
+    except ProbeFailed as failed:
+        maps, refused = [], failed
+    else:
+        refused = None
     if maps:
         chosen = stage_outputs(maps)
         if len(chosen) < 3:  # few resolutions: add maps spread over the depth
@@ -44,6 +49,14 @@ def default_layers(model: nn.Module, size: tuple[int, int] | None = None) -> lis
     tokens = token_candidates(model)
     if tokens:
         return spread(tokens)
+    if refused is not None:
+        h, w = refused.size
+        raise LayerError(
+            f"cannot choose layers automatically for {type(model).__name__}: its forward failed on a probe batch "
+            f"[2, C, {h}, {w}] (and on every other probe size) with {refused}. Check that model(x) runs on a batch "
+            "of two images of your input's size; or pass layers=['name', ...] with module names from "
+            "model.named_modules()."
+        ) from refused.error
     raise LayerError(
         f"cannot choose layers automatically for {type(model).__name__}: a probe forward found no convolutional "
         "feature map (no module that runs once and returns [batch, channels, height, width]). Pass layers=['name', ...] with "

@@ -8,6 +8,7 @@ from torch import nn
 
 from conftest import fast_options, make_tiny, tiny_resnet
 from nbexplain import Explainer
+from nbexplain.core.taps import LayerError
 
 from ._support import TINY_LAYERS, ModelState, hook_count, is_binary
 
@@ -228,6 +229,22 @@ def test_a_model_producing_nan_is_refused():
 
     with pytest.raises(ValueError, match="NaN or infinite logits"):
         explain(Explainer(NaNs(), layers=["net.features.2"]))
+
+
+def test_a_model_that_fails_on_every_input_is_reported_with_its_own_error():
+    """Not mistaken for a model without feature maps: the user sees the model's own error."""
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_tiny()
+
+        def forward(self, x):
+            return self.net(x).view(7, -1)  # a bug of the model's, not of the input
+
+    with pytest.raises(LayerError, match=r"forward failed on a probe batch.*RuntimeError: shape .\[7, -1\]. is invalid") as err:
+        explain(Explainer(Broken()))
+    assert isinstance(err.value.__cause__, RuntimeError)
 
 
 # -- layer choice ----------------------------------------------------------------------
