@@ -561,7 +561,8 @@ class MaskOptimizer:
                 done = ((stable >= cfg.patience) & kept & kept_v) | (since_best >= 3 * cfg.patience)
                 if self.budget is not None:
                     # Shrink the budget after a sufficient mask, grow it after an insufficient one;
-                    # done once no smaller sufficient mask has come for `patience` steps.
+                    # done once no smaller sufficient mask has come for `patience` steps, or (with none
+                    # sufficient yet) no lower loss for three times as long.
                     # For a class x itself does not predict, more of x is no nearer to sufficiency: the
                     # budget only shrinks, towards the positions that carry the class.
                     rate = math.exp(-BUDGET_RATE * cfg.area)
@@ -569,7 +570,7 @@ class MaskOptimizer:
                     self.budget = torch.where(grow, self.budget / rate, self.budget * rate).clamp(MIN_BUDGET, 1.0)
                     # Never above the best sufficient mask: larger ones cannot win.
                     self.budget = torch.where(self.best_rank == 2, self.budget.minimum(self.best_loss), self.budget)
-                    done = (since_best >= cfg.patience) & (self.best_rank == 2)
+                    done = ((since_best >= cfg.patience) & (self.best_rank == 2)) | (since_best >= 3 * cfg.patience)
                 if step + 1 >= cfg.min_steps and bool(done.all()):
                     break
 
