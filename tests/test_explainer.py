@@ -214,7 +214,8 @@ def test_the_work_after_the_steps_is_announced_as_phases(tiny, image):
 
     Explainer(tiny, layers=LAYERS).explain(image, progress=False, callbacks=[Cb()], **fast_options())
     after = events[len(events) - events[::-1].index("step"):]  # what comes after the last step
-    assert after == ["choosing the smallest sufficient cut", "scoring the explanation and its random backgrounds", "end"]
+    assert after == ["choosing the smallest sufficient cut", "dropping pieces the decision does not need",
+                     "scoring the explanation and its random backgrounds", "end"]
 
 
 @pytest.mark.filterwarnings("ignore:explaining:UserWarning")  # the forced empty mask may keep the tiny model's label
@@ -512,12 +513,12 @@ def test_after_a_sufficient_start_the_final_cut_search_costs_no_forward(monkeypa
     real_search = MaskOptimizer._cut_search
 
     def counting_search(self, *args, **kwargs):
-        real_forward = self._forward_chunks
-        self._forward_chunks = lambda images: scored.append(images.shape[0] * images.shape[1]) or real_forward(images)
+        real_forward = self._forward
+        self._forward = lambda images: scored.append(images.shape[0]) or real_forward(images)
         try:
             return real_search(self, *args, **kwargs)
         finally:
-            del self._forward_chunks
+            del self._forward
 
     real_select = MaskOptimizer.select_cut
     finals = []
@@ -580,3 +581,44 @@ def test_a_target_no_mask_can_make_sufficient_stops_once_its_best_mask_stalls():
                                                                steps=200, min_steps=1, patience=4, retry_area=None)
     assert not res.label_kept
     assert 3 * 4 < res.steps < 200
+
+
+def test_pieces_are_labelled_at_the_working_resolution():
+    from nbexplain.core.pieces import label_pieces, pieces_by_size
+
+    m = torch.zeros(1, 32, 32)
+    m[0, 2:6, 2:6] = 1  # 16 pixels
+    m[0, 20:30, 20:30] = 1  # 100 pixels
+    m[0, 6, 6] = 1  # touches the first blob at a corner: the same piece
+    labels = label_pieces(m, (16, 16))
+    assert set(labels.unique().tolist()) == {0, int(labels[0, 2, 2]), int(labels[0, 25, 25])}
+    assert labels[0, 6, 6] == labels[0, 2, 2] and labels[0, 2, 2] != labels[0, 25, 25]
+    assert (labels > 0).float().sum() == m.sum()  # labels only where the mask is on
+    assert pieces_by_size(labels, 8) == [[int(labels[0, 25, 25]), int(labels[0, 2, 2])]]  # largest first
+
+
+def test_a_piece_the_decision_does_not_need_is_dropped(monkeypatch):
+    from nbexplain.core.optimize import MaskOptimizer
+    from nbexplain.datasets import make_scenes
+    from nbexplain.zoo import load_model
+
+    zm = load_model("honest")
+    scenes = make_scenes(1, seed=5)
+    img, label, gt = zm.normalize(scenes.images[0]), int(scenes.labels[0]), scenes.masks[0].bool()
+    obj = torch.nn.functional.max_pool2d(gt[None, None].float(), 9, stride=1, padding=4)[0, 0]  # object and a rim
+    far = torch.zeros_like(obj)  # a square far from the object
+    y0, x0 = (0, 0) if not obj[:40, :40].any() else (88, 88) if not obj[88:, 88:].any() else (0, 88)
+    far[y0:y0 + 40, x0:x0 + 40] = 1
+    assert not (far.bool() & obj.bool()).any()
+    seen = {}
+
+    def run(self):
+        self.best_masks[0] = obj.clamp(max=1) + far
+        self.best_rank[0], self.best_loss[0] = 2, self.best_masks[0].mean()
+        self.drop_unneeded_pieces()
+        seen["mask"] = self.best_masks[0].clone()
+
+    monkeypatch.setattr(MaskOptimizer, "run", run)
+    res = Explainer(zm.model, preprocess=zm.preprocess).explain(img, target=label, progress=False, live=False)
+    assert torch.equal(seen["mask"], obj)  # the far square went, the object stayed
+    assert res.label_kept

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ..config import ExplainConfig
 from . import losses
 from .masknet import MaskUNet
+from .pieces import label_pieces, pieces_by_size
 from .relevance import position_weights, start_logits
 from .taps import Taps
 
@@ -28,6 +29,8 @@ BUDGET_RATE = 0.025
 MIN_BUDGET = 0.002
 #: a smaller sufficient mask restarts the patience count only if its area is below this share of the best
 IMPROVEMENT = 0.95
+#: pieces of a sufficient mask scored for removal, the largest first (``drop_unneeded_pieces``)
+MAX_PIECES = 8
 
 TERMS = ("activation", "kl", "ce", "area", "binarization", "tv", "robustness")
 
@@ -375,35 +378,83 @@ class MaskOptimizer:
         # A cut counts for an image only below its limit, also when scored for another image of the batch.
         allowed = area < limit[:, None]
         pending = [0] + (1 + area[:, 1:].mean(0).argsort()).tolist()  # smallest first
+        rows = torch.arange(b, device=z.device)
         while pending:
             found = (ok & scored).any(1)
             pending = [j for j in pending if bool((~found & ~scored[:, j] & allowed[:, j]).any())]
             cols, pending = pending[:chunk], pending[chunk:]
             if not cols:
                 break
-            m = masks[:, cols, None]
-            logits = self._forward_chunks(m * self.x[:, None] + (1 - m) * self.fill[:, None]).view(b, len(cols), -1)
-            p = logits.softmax(-1).gather(2, self.target[:, None, None].expand(b, len(cols), 1))[..., 0]
-            good = (logits.argmax(-1) == self.target[:, None]) & (p >= self.prob_needed[:, None]) & allowed[:, cols]
-            if backgrounds and bool(good.any()):
-                kinds = self.cfg.backgrounds
-                for j in range(self.cfg.n_backgrounds):
-                    bg = random_background(kinds[j % len(kinds)], self.x, self.gen)
-                    v = self._forward_chunks(m * self.x[:, None] + (1 - m) * bg[:, None]).view(b, len(cols), -1)
-                    good &= v.argmax(-1) == self.target[:, None]
-            probs[:, cols], ok[:, cols], scored[:, cols] = p, good, True
-        self.taps.reset()  # these forwards are not the result's; the result's own forward comes later
+            p, good = self._score(rows.repeat_interleave(len(cols)), masks[:, cols].flatten(0, 1), backgrounds,
+                                  eligible=allowed[:, cols].flatten())
+            probs[:, cols], ok[:, cols], scored[:, cols] = p.view(b, -1), good.view(b, -1), True
         # Smallest sufficient cut: rank them by area, the others after them by probability.
         key = torch.where(ok, area, torch.where(scored, 2.0 - probs, torch.full_like(probs, 9.0)))
         choice = key.argmin(1)
         rows = torch.arange(b, device=masks.device)
         return masks[rows, choice], thresholds[rows, choice], ok[rows, choice]
 
-    def _forward_chunks(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of [b, k, C, H, W] images, flattened to b * k (``in_chunks``)."""
-        logits = in_chunks(self.model, images.flatten(0, 1))
+    def _score(self, rows: torch.Tensor, masks: torch.Tensor, backgrounds: bool, eligible: torch.Tensor | None = None):
+        """The target's probability on masks [n, H, W] of the images ``rows`` [n], and whether each is
+        sufficient (label kept with ``prob_needed``; with ``backgrounds``, also on random backgrounds).
+        ``eligible`` [n]: masks that may count as sufficient at all (the others are scored, never sufficient)."""
+        m, target = masks[:, None], self.target[rows]
+        logits = self._forward(m * self.x[rows] + (1 - m) * self.fill[rows])
+        p = logits.softmax(1).gather(1, target[:, None])[:, 0]
+        good = (logits.argmax(1) == target) & (p >= self.prob_needed[rows])
+        if eligible is not None:
+            good &= eligible
+        if backgrounds and bool(good.any()):
+            kinds = self.cfg.backgrounds
+            for j in range(self.cfg.n_backgrounds):
+                bg = random_background(kinds[j % len(kinds)], self.x, self.gen)[rows]
+                good &= self._forward(m * self.x[rows] + (1 - m) * bg).argmax(1) == target
+        return p, good
+
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of scoring forwards (``in_chunks``); their activations are not the result's."""
+        logits = in_chunks(self.model, images)
         self.taps.reset()
         return logits
+
+    @torch.no_grad()
+    def drop_unneeded_pieces(self) -> None:
+        """Drop the pieces of each sufficient mask that the decision does not need.
+
+        The steps and cuts judge a mask as a whole, so a sufficient mask may carry a separate piece
+        (a patch of background, a second object) that nothing needs. Every piece is scored removed
+        on its own (the ``MAX_PIECES`` largest, one batched pass); all pieces that can go alone are
+        then dropped together if the rest still suffices, else the largest of them."""
+        strict = self.cfg.strict_backgrounds and self.cfg.n_backgrounds > 0
+        rows = (self.best_rank == 2).nonzero()[:, 0]
+        if not len(rows):
+            return
+        labels = label_pieces(self.best_masks[rows], self.size)
+        owner, piece = [], []
+        for j, ids in enumerate(pieces_by_size(labels, MAX_PIECES)):
+            if len(ids) > 1:
+                owner += [j] * len(ids)
+                piece += ids
+        if not owner:
+            return
+        owner, piece = torch.tensor(owner, device=rows.device), torch.tensor(piece, device=rows.device)
+        without = self.best_masks[rows[owner]] * (labels[owner] != piece[:, None, None])
+        _, removable = self._score(rows[owner], without, strict)
+        chosen = {}
+        for j in owner[removable].unique().tolist():
+            mine = removable & (owner == j)
+            largest = int(mine.nonzero()[0, 0])  # pieces come largest first
+            all_gone = self.best_masks[rows[j]] * ~torch.isin(labels[j], piece[mine])
+            chosen[j] = [without[largest]] if int(mine.sum()) == 1 else [all_gone, without[largest]]
+        joint = [j for j, c in chosen.items() if len(c) == 2]
+        if joint:
+            _, ok = self._score(rows[joint], torch.stack([chosen[j][0] for j in joint]), strict)
+            for j, good in zip(joint, ok.tolist()):
+                chosen[j] = chosen[j][:1] if good else chosen[j][1:]
+        for j, (mask,) in chosen.items():
+            i = int(rows[j])
+            self.best_masks[i] = mask
+            self.best_loss[i] = mask.mean()
 
     def masks(self):
         """Probabilities at working resolution; the binary mask there and at full resolution,
@@ -486,6 +537,8 @@ class MaskOptimizer:
         failed = ((self.best_rank < 2) & self.x_sufficient).nonzero()[:, 0]
         if self.cfg.retry_area is not None and len(failed):
             self._retry(failed)
+        self.phase("dropping pieces the decision does not need")
+        self.drop_unneeded_pieces()
 
     def phase(self, name: str) -> None:
         """Tell the callbacks what runs now, between or after the steps (``on_phase(name)``)."""
