@@ -47,6 +47,9 @@ class ExplainConfig:
     #: the kept mask must recover this share of what x adds to the target's probability over the fill:
     #: p(e) >= p(fill) + keep_ratio * (p(x) - p(fill))
     keep_ratio: float = 0.8
+    #: where the start's smallest sufficient cut already gives the target the probability it has on x (as
+    #: when it drops other objects that compete with it), smaller masks must keep that: all of what x adds
+    keep_free_confidence: bool = True
     #: weight each tapped position by its relevance to the target (gradient x activation on x), and start
     #: the mask there: without it, matching every activation of x rewards keeping every object in the image
     target_aware: bool = True

@@ -622,3 +622,19 @@ def test_a_piece_the_decision_does_not_need_is_dropped(monkeypatch):
     res = Explainer(zm.model, preprocess=zm.preprocess).explain(img, target=label, progress=False, live=False)
     assert torch.equal(seen["mask"], obj)  # the far square went, the object stayed
     assert res.label_kept
+
+
+def test_where_the_start_cut_convinces_the_model_fully_the_mask_keeps_that():
+    # The smallest sufficient cut of this scene's relevance gives its label more than the scene does;
+    # the steps then keep p(e) >= p(x), instead of shrinking the mask until only 80 % of the gain is left.
+    from nbexplain.datasets import make_scenes
+    from nbexplain.zoo import load_model
+
+    zm = load_model("honest")
+    scenes = make_scenes(8, seed=77)
+    img, label = zm.normalize(scenes.images[7]), int(scenes.labels[7])
+    ex = Explainer(zm.model, preprocess=zm.preprocess)
+    full = ex.explain(img, target=label, progress=False, live=False)
+    assert full.label_kept and full.prob_explanation >= full.prob_original
+    loose = ex.explain(img, target=label, progress=False, live=False, keep_free_confidence=False)
+    assert loose.prob_explanation < loose.prob_original and loose.area < full.area

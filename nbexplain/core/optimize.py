@@ -301,13 +301,19 @@ class MaskOptimizer:
             self.offset.copy_(ranking)
             # Up to and including the first's sufficient cut (hence the crumb above its area).
             limit = None if found is None else torch.where(found, chosen.flatten(1).mean(1) + 1e-6, 0.0)
-            masks, _, ok = self._cut_search(backgrounds=False, limit=limit, current=False)
+            masks, _, ok, prob = self._cut_search(backgrounds=False, limit=limit, current=False)
             if chosen is None:
-                chosen, found = masks, ok
+                chosen, found, chosen_prob = masks, ok, prob
                 continue
             # Its cuts were scored only up to a sufficient cut of the first: a sufficient one is no larger.
-            chosen[ok], start[ok] = masks[ok], ranking[ok]
+            chosen[ok], start[ok], chosen_prob[ok] = masks[ok], ranking[ok], prob[ok]
         self.offset.copy_(start)
+        if self.cfg.keep_free_confidence:
+            # Where the smallest sufficient cut convinces the model as much as x does (on a grid of photos,
+            # dropping the other objects drops the target's competitors), smaller masks must keep that:
+            # all of what x adds, not only keep_ratio of it; else the steps shrink the mask to 80 % of it.
+            free = found & (chosen_prob >= self.prob_x)
+            self.prob_needed = torch.where(free, self.prob_x, self.prob_needed)
         self.budget = chosen.flatten(1).mean(1).clamp(MIN_BUDGET, 1.0)
         self._keep_smaller_sufficient(chosen, found)
 
@@ -321,7 +327,7 @@ class MaskOptimizer:
         with the highest target probability. The offset moves so that ``run()`` would
         continue from that cut.
         """
-        chosen, thresholds, _ = self._cut_search(backgrounds=False)
+        chosen, thresholds, _, _ = self._cut_search(backgrounds=False)
         self.best_masks = chosen
         self.offset -= thresholds[:, None, None]
 
@@ -338,8 +344,8 @@ class MaskOptimizer:
         # Only cuts smaller than a sufficient mask already found can win: larger ones are not scored.
         solved = self.best_rank == 2
         limit = torch.where(solved, 0.0 if unsolved_only else self.best_loss, torch.full_like(self.best_loss, 2.0))
-        chosen, _, found = self._cut_search(backgrounds=self.cfg.strict_backgrounds and self.cfg.n_backgrounds > 0,
-                                            limit=limit)
+        chosen, _, found, _ = self._cut_search(backgrounds=self.cfg.strict_backgrounds and self.cfg.n_backgrounds > 0,
+                                               limit=limit)
         self._keep_smaller_sufficient(chosen, found)
 
     def _keep_smaller_sufficient(self, masks: torch.Tensor, sufficient: torch.Tensor) -> None:
@@ -351,8 +357,8 @@ class MaskOptimizer:
         self.best_rank = torch.where(better, torch.full_like(self.best_rank, 2), self.best_rank)
 
     def _cut_search(self, backgrounds: bool, limit: torch.Tensor | None = None, current: bool = True, chunk: int = 4):
-        """Per image, the smallest sufficient cut of the current logits, its threshold, and whether it
-        is sufficient; rows with no sufficient cut get the most probable cut scored.
+        """Per image, the smallest sufficient cut of the current logits, its threshold, whether it is
+        sufficient and its target probability; rows with no sufficient cut get the most probable cut scored.
 
         Cuts are scored from the smallest up, ``chunk`` areas per forward, and only while some image
         has no sufficient cut yet, and below its ``limit`` (an area) if given. ``current`` adds the cut at
@@ -392,7 +398,7 @@ class MaskOptimizer:
         key = torch.where(ok, area, torch.where(scored, 2.0 - probs, torch.full_like(probs, 9.0)))
         choice = key.argmin(1)
         rows = torch.arange(b, device=masks.device)
-        return masks[rows, choice], thresholds[rows, choice], ok[rows, choice]
+        return masks[rows, choice], thresholds[rows, choice], ok[rows, choice], probs[rows, choice]
 
     def _score(self, rows: torch.Tensor, masks: torch.Tensor, backgrounds: bool, eligible: torch.Tensor | None = None):
         """The target's probability on masks [n, H, W] of the images ``rows`` [n], and whether each is
