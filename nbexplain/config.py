@@ -50,6 +50,9 @@ class ExplainConfig:
     #: where the start's smallest sufficient cut already gives the target the probability it has on x (as
     #: when it drops other objects that compete with it), smaller masks must keep that: all of what x adds
     keep_free_confidence: bool = True
+    #: drop each separate piece of the final mask that the decision does not need (a patch of background,
+    #: or one of several objects of the class when another suffices); False keeps such redundant evidence
+    drop_pieces: bool = True
     #: weight each tapped position by its relevance to the target (gradient x activation on x), and start
     #: the mask there: without it, matching every activation of x rewards keeping every object in the image
     target_aware: bool = True

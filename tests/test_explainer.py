@@ -624,6 +624,18 @@ def test_a_piece_the_decision_does_not_need_is_dropped(monkeypatch):
     assert res.label_kept
 
 
+def test_drop_pieces_false_keeps_every_piece(tiny, image, monkeypatch):
+    from nbexplain.core.optimize import MaskOptimizer
+
+    def fail(self):
+        raise AssertionError("pieces were dropped")
+
+    monkeypatch.setattr(MaskOptimizer, "drop_unneeded_pieces", fail)
+    Explainer(tiny, layers=LAYERS).explain(image, progress=False, **fast_options(drop_pieces=False))
+    with pytest.raises(AssertionError, match="pieces were dropped"):
+        Explainer(tiny, layers=LAYERS).explain(image, progress=False, **fast_options())
+
+
 def test_where_the_start_cut_convinces_the_model_fully_the_mask_keeps_that():
     # The smallest sufficient cut of this scene's relevance gives its label more than the scene does;
     # the steps then keep p(e) >= p(x), instead of shrinking the mask until only 80 % of the gain is left.

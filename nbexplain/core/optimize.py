@@ -543,8 +543,9 @@ class MaskOptimizer:
         failed = ((self.best_rank < 2) & self.x_sufficient).nonzero()[:, 0]
         if self.cfg.retry_area is not None and len(failed):
             self._retry(failed)
-        self.phase("dropping pieces the decision does not need")
-        self.drop_unneeded_pieces()
+        if self.cfg.drop_pieces:
+            self.phase("dropping pieces the decision does not need")
+            self.drop_unneeded_pieces()
 
     def phase(self, name: str) -> None:
         """Tell the callbacks what runs now, between or after the steps (``on_phase(name)``)."""
