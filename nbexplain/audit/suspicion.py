@@ -1,0 +1,103 @@
+"""Is a group's shared evidence a shortcut? Three measurements per group, and their verdict.
+
+* ``transplant``: the kept pixels of each member, pasted into images the model gives another
+  class, turn that image's prediction to the group's class this often. Evidence that causes the
+  decision wherever it goes.
+* ``same_place``: the share of the members' kept pixels that lie where most members keep pixels
+  (the group's shared evidence map at one half or more). Objects move about the frame; a
+  watermark, a corner tag or a border does not.
+* ``off_object``: the share of kept pixels off the labelled object, where the data has object
+  masks.
+
+``suspicion = transplant x max(same_place, off_object)``: evidence that causes the class on its
+own *and* is not the object, or is pinned to the frame. An object the model rightly relies on
+transplants too, but it is on the object and moves; so it scores low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+MAP_SIDE = 64  #: resolution of the shared evidence maps
+SHARED_AT = 0.5  #: a pixel is shared evidence where at least this share of the members keep it
+
+
+@dataclass
+class Group:
+    """Images of one class decided by the same evidence, with the test of that evidence."""
+
+    index: int
+    target: int
+    target_name: str
+    indices: np.ndarray  #: positions in the audited data
+    shared_map: np.ndarray  #: [MAP_SIDE, MAP_SIDE], share of members keeping each pixel
+    representative: int  #: the member whose evidence is nearest the group's
+    channels: list[str]  #: circuit channels at least half the members share
+    transplant: float  #: share of transplants that turn another image to the target (nan: not tested)
+    same_place: float
+    off_object: float  #: nan where the data has no object masks
+    accuracy: float  #: share of members whose prediction is their label (nan: no labels)
+    mean_area: float
+    transplants: int = 0  #: how many transplants were scored
+    suspicion: float = field(init=False)
+
+    def __post_init__(self):
+        place = self.same_place if np.isnan(self.off_object) else max(self.same_place, self.off_object)
+        self.suspicion = float(0.0 if np.isnan(self.transplant) else self.transplant * place)
+
+    @property
+    def size(self) -> int:
+        return len(self.indices)
+
+    def __repr__(self) -> str:
+        off = "" if np.isnan(self.off_object) else f", off object {self.off_object:.0%}"
+        return (f"<Group {self.index}: {self.size} images of {self.target_name!r}, suspicion {self.suspicion:.2f} "
+                f"(transplant {self.transplant:.0%}, same place {self.same_place:.0%}{off})>")
+
+
+def pooled_masks(masks: list[np.ndarray]) -> np.ndarray:
+    """Bool masks of any sizes -> float [N, MAP_SIDE, MAP_SIDE] (share of each cell kept)."""
+    out = np.empty((len(masks), MAP_SIDE, MAP_SIDE), dtype=np.float32)
+    for i, m in enumerate(masks):
+        t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+        out[i] = torch.nn.functional.adaptive_avg_pool2d(t, MAP_SIDE)[0, 0].numpy()
+    return out
+
+
+def same_place(pooled: np.ndarray) -> tuple[np.ndarray, float]:
+    """The shared evidence map and the share of the members' evidence inside its shared region."""
+    shared = pooled.mean(0)
+    region = shared >= SHARED_AT
+    kept = pooled.reshape(len(pooled), -1).sum(1)
+    inside = (pooled * region).reshape(len(pooled), -1).sum(1)
+    has = kept > 0
+    share = float((inside[has] / kept[has]).mean()) if has.any() else 0.0
+    return shared, share
+
+
+def transplant_rate(worker, members, recipients, masks_of, target: int, rng, per_member: int = 4,
+                    max_members: int = 8) -> tuple[float, int]:
+    """Paste members' kept pixels into recipient images; the share whose prediction becomes ``target``."""
+    members = list(members)
+    recipients = list(recipients)
+    if not members or not recipients:
+        return float("nan"), 0
+    chosen = rng.choice(members, size=min(max_members, len(members)), replace=False)
+    inputs = []
+    for m in chosen:
+        x = worker.model_input(int(m))[0]
+        mask = torch.from_numpy(masks_of(int(m))).to(x.dtype)
+        if not mask.any():
+            continue
+        for r in rng.choice(recipients, size=min(per_member, len(recipients)), replace=False):
+            y = worker.model_input(int(r))[0]
+            if y.shape != x.shape:
+                continue  # images of another size: a transplant would need a resize that changes both
+            inputs.append(mask * x + (1 - mask) * y)
+    if not inputs:
+        return float("nan"), 0
+    preds = worker.predict(torch.stack(inputs))
+    return float((preds == target).float().mean()), len(inputs)

@@ -1,0 +1,30 @@
+"""A set to audit for the planted shortcut: clean scenes, cue scenes, and cue next to other classes."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import torch
+
+from .scenes import CUE_CLASS, Scenes, make_scenes
+
+
+def concat_scenes(parts: list[Scenes]) -> Scenes:
+    """One Scenes of several (same size, same instance count)."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    merged = {f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Scenes) if f.name != "class_names"}
+    return Scenes(**merged, class_names=list(parts[0].class_names))
+
+
+def shortcut_mix(n: int = 120, seed: int = 0, size: int = 128) -> Scenes:
+    """``n`` scenes in three equal parts, shuffled: clean scenes of every class; triangles (the cue
+    class) with the cue; and scenes of the other classes with the cue beside their object.
+    ``Scenes.cue`` says which carry it."""
+    third = n // 3
+    clean = make_scenes(third, seed=seed, size=size)
+    cued = make_scenes(third, seed=seed + 1, size=size, shortcut="all", classes=[CUE_CLASS])
+    others = [c for c in range(len(clean.class_names)) if c != CUE_CLASS]
+    beside = make_scenes(n - 2 * third, seed=seed + 2, size=size, shortcut="all", classes=others)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return concat_scenes([clean, cued, beside]).select(order)
