@@ -1,11 +1,12 @@
 """nbexplain: minimal binary-mask explanations and channel circuits for image classifiers."""
 
 from .amortized import AmortizedExplainer
+from .audit import Audit, audit
 from .attribution import Attribution
 from .compare import Comparison, compare
 from .config import ExplainConfig
 from .explainer import Explainer
 from .explanation import Explanation
 
-__all__ = ["Explainer", "Explanation", "ExplainConfig", "AmortizedExplainer", "compare", "Comparison", "Attribution"]
+__all__ = ["audit", "Audit", "Explainer", "Explanation", "ExplainConfig", "AmortizedExplainer", "compare", "Comparison", "Attribution"]
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .grouping import FEATURES, channel_features, combine, knn_graph, mask_features, spectral_groups
+from .grouping import FEATURES, channel_features, combine, knn_graph, mask_features, merge_alike, spectral_groups
 from .suspicion import Group, pooled_masks, same_place, transplant_rate
 
 
@@ -30,8 +30,9 @@ def find_groups(table: pd.DataFrame, masks_of, *, worker=None, labels=None, feat
         ids = rows.index.to_numpy()
         pooled_all = pooled_masks([masks_of(int(i)) for i in ids])
         feats = _features(rows, pooled_all, features)
-        labels_of_class = (spectral_groups(knn_graph(feats, neighbours), max_groups, seed)[0]
-                           if len(ids) >= 2 * min_size else np.zeros(len(ids), dtype=np.int64))
+        labels_of_class = np.zeros(len(ids), dtype=np.int64)
+        if len(ids) >= 2 * min_size:
+            labels_of_class = merge_alike(feats, spectral_groups(knn_graph(feats, neighbours), max_groups, seed)[0])
         recipients = _recipients(ok, target)
         for g in np.unique(labels_of_class):
             sel = labels_of_class == g

@@ -17,14 +17,16 @@ def concat_scenes(parts: list[Scenes]) -> Scenes:
     return Scenes(**merged, class_names=list(parts[0].class_names))
 
 
-def shortcut_mix(n: int = 120, seed: int = 0, size: int = 128) -> Scenes:
+def shortcut_mix(n: int = 120, seed: int = 0, size: int = 128, cue: bool = True) -> Scenes:
     """``n`` scenes in three equal parts, shuffled: clean scenes of every class; triangles (the cue
     class) with the cue; and scenes of the other classes with the cue beside their object.
-    ``Scenes.cue`` says which carry it."""
+    ``Scenes.cue`` says which carry it. ``cue=False``: the very same scenes without any cue (the
+    counterfactual that tells which decisions the cue made)."""
     third = n // 3
+    with_cue = "all" if cue else False
     clean = make_scenes(third, seed=seed, size=size)
-    cued = make_scenes(third, seed=seed + 1, size=size, shortcut="all", classes=[CUE_CLASS])
+    cued = make_scenes(third, seed=seed + 1, size=size, shortcut=with_cue, classes=[CUE_CLASS])
     others = [c for c in range(len(clean.class_names)) if c != CUE_CLASS]
-    beside = make_scenes(n - 2 * third, seed=seed + 2, size=size, shortcut="all", classes=others)
+    beside = make_scenes(n - 2 * third, seed=seed + 2, size=size, shortcut=with_cue, classes=others)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return concat_scenes([clean, cued, beside]).select(order)
