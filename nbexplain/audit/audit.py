@@ -204,11 +204,9 @@ class Audit:
     # -- display ----------------------------------------------------------------------------
     def gallery(self, **kwargs):
         """The gallery widget (groups as rows of thumbnails; clicks open explanations)."""
-        from ..widget.gallery import GalleryWidget
+        from ..widget.gallery import gallery_of
 
-        view = GalleryWidget(labels=self.labels, **kwargs)
-        view.show_audit(self)
-        return view
+        return gallery_of(self, **kwargs)  # displayed, it brings its detail panel along
 
     def contact_sheet(self, group: int | Group = 0, **kwargs):
         """A matplotlib figure of one group: its shared evidence map and members with their masks."""
@@ -288,13 +286,9 @@ def _live_gallery(gallery, labels):
         gallery = _in_notebook()
     if not gallery:
         return None
-    from IPython.display import display
+    from ..widget.gallery import live_gallery
 
-    from ..widget.gallery import GalleryWidget
-
-    view = GalleryWidget(labels=labels)
-    display(view)
-    return view
+    return live_gallery(labels)  # displayed with a handle: the end of the audit adds its static PNG
 
 
 def _groups_to_table(groups: list[Group]) -> pa.Table:
