@@ -166,6 +166,124 @@ def section_quality(args, work: Path) -> None:
               f"{tot:.1f} | {nd} |")
 
 
+class MemoryWatch:
+    """Peak resident memory of this process and all its descendants (Ray's workers among them)."""
+
+    def __init__(self, every: float = 0.25):
+        import threading
+
+        self.peak, self.every, self._stop = 0.0, every, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me] + me.children(recursive=True):
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total / 2**20)
+            self._stop.wait(self.every)
+
+
+def same_rows(a, b) -> tuple[int, int]:
+    """(images whose rows agree, images compared): masks, predictions, targets and areas."""
+    ta, tb = a._rows, b._rows
+    cols = ["pred", "target", "mask_bits", "label_kept"]
+    agree = sum(all(ta.loc[i, c] == tb.loc[i, c] for c in cols) and abs(ta.loc[i, "area"] - tb.loc[i, "area"]) < 1e-6
+                for i in ta.index)
+    return int(agree), len(ta)
+
+
+def section_engines(args, work: Path) -> None:
+    import ray
+
+    from nbexplain import audit
+    from nbexplain.datasets import make_scenes
+    from nbexplain.zoo import load_model
+
+    zm = load_model("honest")
+    scenes = make_scenes(args.engine_n, seed=args.seed + 7)
+    common = dict(config=args.config, progress=False, gallery=False, chunk=8)
+    results = {}
+    with MemoryWatch() as mem:
+        start = time.perf_counter()
+        local = audit(zm, scenes, out=work / "engine-local", **common)
+        results["local"] = (time.perf_counter() - start, mem.peak, 0.0)
+    mem_base = mem.peak
+    start = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray_start = time.perf_counter() - start
+    try:
+        with MemoryWatch() as mem:
+            start = time.perf_counter()
+            remote = audit(zm, scenes, out=work / "engine-ray", engine="ray", actors=2, cpus_per_actor=1, **common)
+            results["ray"] = (time.perf_counter() - start, mem.peak, ray_start)
+    finally:
+        ray.shutdown()
+    agree, total = same_rows(local, remote)
+    print(f"\nEngines: {args.engine_n} scenes, honest model, {args.config} preset, 2 CPUs "
+          f"(local: one process, torch on 2 threads; Ray: 2 actors of 1 CPU)")
+    print("| engine | seconds | images / s | x local | Ray start-up s | peak MB (with workers) | rows identical to local |")
+    print("|---|---|---|---|---|---|---|")
+    base = results["local"][0]
+    for name, (sec, peak, startup) in results.items():
+        same = "" if name == "local" else f"{agree}/{total}"
+        up = "" if name == "local" else f"{startup:.1f}"
+        print(f"| {name} | {sec:.1f} | {args.engine_n / sec:.2f} | {base / sec:.2f} | {up} | {peak:.0f} | {same} |")
+    print(f"(local peak {mem_base:.0f} MB; Ray's seconds include its actors' start-up, not ray.init)")
+
+
+def section_resume(args, work: Path) -> None:
+    out = work / "resume"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "nbexplain", "audit", "shortcut", f"shortcut-mix:n={args.resume_n},seed={args.seed}",
+           "--out", str(out), "--chunk", "4", "--config", args.config]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    shards = out / "rows"
+    half = args.resume_n // 2
+    while proc.poll() is None:
+        if shards.is_dir() and 4 * len(list(shards.glob("*.parquet"))) >= half:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_after = time.perf_counter() - start
+    before = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
+    leftovers = [p.name for p in shards.iterdir() if p.suffix == ".tmp"]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    resumed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"the resumed audit failed:\n{done.stderr[-2000:]}")
+    from nbexplain.audit import Audit
+
+    a = Audit.load(out)
+    ids = a._rows.index.tolist()
+    kept = all(out.joinpath("rows", name).stat().st_mtime_ns == t for name, t in before.items())
+    print(f"\nKill and resume: {args.resume_n} images from the command line, SIGKILL once "
+          f"{4 * len(before)} were stored")
+    print("| killed after s | images stored at the kill | half-written files left | seconds from kill to done "
+          "| images at the end (each once) | stored shards untouched |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {killed_after:.1f} | {4 * len(before)} | {len(leftovers)} | {resumed:.1f} | "
+          f"{len(set(ids))}/{args.resume_n} ({'yes' if len(ids) == len(set(ids)) else 'NO'}) | {'yes' if kept else 'NO'} |")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     sections = args.sections.split(",")
@@ -175,6 +293,10 @@ def main(argv=None) -> int:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-audit-"))
     if "quality" in sections:
         section_quality(args, work)
+    if "engines" in sections:
+        section_engines(args, work)
+    if "resume" in sections:
+        section_resume(args, work)
     return 0
 
 

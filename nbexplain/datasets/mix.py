@@ -30,3 +30,34 @@ def shortcut_mix(n: int = 120, seed: int = 0, size: int = 128, cue: bool = True)
     beside = make_scenes(n - 2 * third, seed=seed + 2, size=size, shortcut=with_cue, classes=others)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return concat_scenes([clean, cued, beside]).select(order)
+
+
+def photo_set(names=None, per_photo: int = 4, seed: int = 0) -> tuple[list, list[str]]:
+    """Real photos and views of them (the photo, its mirror image, random crops of 60 to 90 % of
+    its side, flipped or not), ``per_photo`` views each: a small offline stand-in for a
+    validation folder. Returns the PIL images and the name of the photo each came from."""
+    from PIL import ImageOps
+
+    from .photos import PHOTOS, load_photo
+
+    rng = torch.Generator().manual_seed(seed)
+    images, sources = [], []
+    for name in names if names is not None else sorted(PHOTOS):
+        photo = load_photo(name)
+        for k in range(per_photo):
+            view = photo if k == 0 else ImageOps.mirror(photo) if k == 1 else _random_crop(photo, rng)
+            images.append(view)
+            sources.append(name)
+    return images, sources
+
+
+def _random_crop(photo, rng):
+    from PIL import ImageOps
+
+    w, h = photo.size
+    share = 0.6 + 0.3 * float(torch.rand(1, generator=rng))
+    cw, ch = int(w * share), int(h * share)
+    left = int(float(torch.rand(1, generator=rng)) * (w - cw))
+    top = int(float(torch.rand(1, generator=rng)) * (h - ch))
+    crop = photo.crop((left, top, left + cw, top + ch))
+    return ImageOps.mirror(crop) if float(torch.rand(1, generator=rng)) < 0.5 else crop
