@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from ..config import resolve_config
 from .analysis import find_groups
 from .data import as_audit_data
-from .engines import ENGINES, run_local, run_ray
+from .engines import ENGINES, import_ray, run_local, run_ray
 from .grouping import FEATURES
 from .rows import AuditWorker, unpack_mask
 from .store import AuditStore
@@ -31,7 +32,7 @@ GROUP_COLUMNS = ["group", "target", "target_name", "size", "suspicion", "transpl
 def audit(model, data, *, out=None, target="predicted", config="fast", layers=None, preprocess=None, labels=None,
           masks=None, circuits: bool = True, seed: int = 0, engine: str = "local", chunk: int = 16,
           actors: int | None = None, cpus_per_actor: float = 1, gpus_per_actor: float = 0, address: str | None = None,
-          features=FEATURES, progress: bool = True, gallery: bool | None = None) -> "Audit":
+          num_cpus: int | None = None, features=FEATURES, progress: bool = True, gallery: bool | None = None) -> "Audit":
     """Explain every image of ``data``, group the images decided by the same evidence, and test
     each group for a shortcut.
 
@@ -43,10 +44,13 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
     (default: a new temporary folder). ``config``: the explainer's preset or options
     (``"fast"`` by default). ``masks``: bool object masks [N, H, W], if known (``Scenes`` bring
     theirs). ``engine="ray"`` explains on Ray Data (``actors``, ``cpus_per_actor``,
-    ``gpus_per_actor``, ``address``). ``gallery``: show the gallery filling in (default: in Jupyter).
+    ``gpus_per_actor``, ``address``; ``num_cpus``: the CPUs of the local Ray cluster it starts when
+    Ray is not running and no address is given). ``gallery``: show the gallery filling in (default: in Jupyter).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "ray":
+        import_ray()  # before any work: without Ray installed, say how to install it
     model, preprocess, labels = _unpack_zoo(model, preprocess, labels)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (or a nbexplain.zoo model), got {type(model).__name__}")
@@ -61,13 +65,15 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
     labels = labels if labels is not None else audit_data.class_names
     store = AuditStore(out if out is not None else tempfile.mkdtemp(prefix="nbexplain-audit-"))
     options = {"target": target, "config": dataclasses.asdict(cfg), "layers": layers, "circuits": circuits,
-               "seed": seed, "preprocess": repr(preprocess)}
+               "seed": seed, "preprocess": _describe(preprocess)}
     store.open(_manifest(model, audit_data, options, labels))
     store.clean()
 
+    worker_options = dict(preprocess=preprocess, labels=labels, layers=layers, config=cfg, seed=seed, target=target,
+                          circuits=circuits)
+
     def make_worker():
-        return AuditWorker(model, audit_data, preprocess=preprocess, labels=labels, layers=layers, config=cfg,
-                           seed=seed, target=target, circuits=circuits)
+        return AuditWorker(model, audit_data, **worker_options)
 
     done = store.done_ids()
     todo = [i for i in range(len(audit_data)) if i not in done]
@@ -76,8 +82,9 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
         view.add_rows(store.read_rows())
     if todo:
         if engine == "ray":
-            shards = run_ray(make_worker, todo, chunk, actors=actors, cpus_per_actor=cpus_per_actor,
-                             gpus_per_actor=gpus_per_actor, address=address)
+            shards = run_ray(model, audit_data, worker_options, todo, chunk, actors=actors,
+                             cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, address=address,
+                             num_cpus=num_cpus)
         else:
             shards = run_local(make_worker, todo, chunk)
         _drain(shards, store, len(todo), len(done), len(audit_data), progress, view)
@@ -269,6 +276,11 @@ def _manifest(model, data, options, labels) -> dict:
         "options": options, "labels": list(labels) if labels is not None else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _describe(obj) -> str:
+    """A repr that is the same in every process (a function's has its memory address)."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(obj))
 
 
 def _unpack_zoo(model, preprocess, labels):

@@ -158,7 +158,7 @@ def _with_masks(data: AuditData, masks) -> AuditData:
 
 
 def _split_item(item):
-    if isinstance(item, tuple) and len(item) == 2 and not _looks_like_image(item[1]):
+    if isinstance(item, (tuple, list)) and len(item) == 2 and not _looks_like_image(item[1]):
         image, label = item
         if isinstance(label, torch.Tensor):
             label = label.item()
