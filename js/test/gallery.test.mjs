@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { NO_FILTERS, arrange, classOptions, rowPasses, shelves, sortMembers, sortShelves } from "../src/gallery/arrange.js";
 import { className, decodeRows, packedLength, unpackBits } from "../src/gallery/rows.js";
-import { dimOutside } from "../src/gallery/thumbs.js";
+import { ThumbCache, dimOutside } from "../src/gallery/thumbs.js";
 
 /** Columns as nbexplain/widget/_gallery_wire.py packs them, for rows given as objects. */
 function columns(/** @type {any[]} */ rows) {
@@ -145,4 +145,23 @@ test("dimOutside dims removed pixels and outlines the kept region from outside",
   const full = new Uint8ClampedArray(16).fill(9);
   dimOutside(full, new Uint8Array(4).fill(1), 2, 2);
   assert.ok(full.every((v) => v === 9));
+});
+
+test("the thumbnail cache draws each image once, again when its bytes change, and keeps the most recent", async () => {
+  /** @type {number[]} */
+  const drawn = [];
+  const cache = new ThumbCache(2, async (r) => { drawn.push(r.id); return /** @type {any} */ ({ id: r.id }); });
+  const a = row({ id: 1, thumb: new Uint8Array([1, 2]) });
+  const b = row({ id: 2, thumb: new Uint8Array([3]) });
+  const c = row({ id: 3, thumb: new Uint8Array([4]) });
+  assert.deepEqual(await cache.pixels(a), { id: 1 });
+  await cache.pixels(b);
+  await cache.pixels({ ...a, thumb: new Uint8Array([1, 2]) }); // the same bytes re-sent (a fold): no redraw
+  assert.deepEqual(drawn, [1, 2]);
+  await cache.pixels(c); // over the limit: the least recently used (2) goes
+  assert.deepEqual([...cache.entries.keys()], [1, 3]);
+  await cache.pixels({ ...a, mask: new Uint8Array([255]) }); // another mask: drawn again
+  assert.deepEqual(drawn, [1, 2, 3, 1]);
+  assert.equal(await cache.pixels(row({ id: 9, thumb: new Uint8Array(0) })), null, "no thumbnail, nothing drawn");
+  assert.deepEqual(drawn, [1, 2, 3, 1]);
 });

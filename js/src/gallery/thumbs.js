@@ -31,9 +31,18 @@ export function dimOutside(rgba, mask, width, height) {
   return rgba;
 }
 
-/** Decoded pixels by image id: {source bytes, promise of ImageData}. */
+/**
+ * Decoded pixels by image id, the most recently used kept: a thumbnail is 16 KiB of
+ * RGBA, so an audit of many thousand images must not keep every one it ever drew.
+ */
 export class ThumbCache {
-  constructor() {
+  /**
+   * @param {number} [limit] thumbnails kept
+   * @param {(row: import("./rows.js").Row) => Promise<ImageData | null>} [draw] (tests pass a fake)
+   */
+  constructor(limit = 1500, draw = render) {
+    this.limit = limit;
+    this.draw = draw;
     /** @type {Map<number, {thumb: Uint8Array, mask: Uint8Array, pixels: Promise<ImageData | null>}>} */
     this.entries = new Map();
   }
@@ -45,9 +54,14 @@ export class ThumbCache {
    */
   pixels(row) {
     const old = this.entries.get(row.id);
-    if (old && sameBytes(old.thumb, row.thumb) && sameBytes(old.mask, row.mask)) return old.pixels;
-    const pixels = row.thumb.length ? render(row) : Promise.resolve(null);
+    this.entries.delete(row.id); // re-inserted below: Map order is the use order
+    if (old && sameBytes(old.thumb, row.thumb) && sameBytes(old.mask, row.mask)) {
+      this.entries.set(row.id, old);
+      return old.pixels;
+    }
+    const pixels = row.thumb.length ? this.draw(row) : Promise.resolve(null);
     this.entries.set(row.id, { thumb: row.thumb, mask: row.mask, pixels });
+    while (this.entries.size > this.limit) this.entries.delete(/** @type {number} */ (this.entries.keys().next().value));
     return pixels;
   }
 }

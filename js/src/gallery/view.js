@@ -170,7 +170,9 @@ export function render({ model, el }) {
   /** @param {Row} row @param {string[]} labels */
   function thumbEl(row, labels) {
     const canvas = /** @type {HTMLCanvasElement} */ (h("canvas", { class: "nbxg-canvas" }));
-    const caption = row.error ? "not explained" : `${row.id} \u00b7 ${formatPercent(row.area, 0)}`;
+    // Small kept areas (a corner tag is well under 1 %) need a decimal to be told apart.
+    const area = formatPercent(row.area, row.area !== null && row.area < 0.1 ? 1 : 0);
+    const caption = row.error ? "not explained" : `${row.correct === false ? "\u2717 " : ""}${row.id} \u00b7 ${area}`;
     const b = h("button", { class: "nbxg-thumb", type: "button", "data-id": String(row.id), title: tooltip(row, labels),
       "data-wrong": row.correct === false ? "true" : null },
       canvas, h("span", { class: "nbxg-caption", text: caption }));

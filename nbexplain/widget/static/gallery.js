@@ -495,7 +495,13 @@ function dimOutside(rgba, mask, width, height) {
   return rgba;
 }
 var ThumbCache = class {
-  constructor() {
+  /**
+   * @param {number} [limit] thumbnails kept
+   * @param {(row: import("./rows.js").Row) => Promise<ImageData | null>} [draw] (tests pass a fake)
+   */
+  constructor(limit = 1500, draw = render) {
+    this.limit = limit;
+    this.draw = draw;
     this.entries = /* @__PURE__ */ new Map();
   }
   /**
@@ -505,9 +511,17 @@ var ThumbCache = class {
    */
   pixels(row) {
     const old = this.entries.get(row.id);
-    if (old && sameBytes(old.thumb, row.thumb) && sameBytes(old.mask, row.mask)) return old.pixels;
-    const pixels = row.thumb.length ? render(row) : Promise.resolve(null);
+    this.entries.delete(row.id);
+    if (old && sameBytes(old.thumb, row.thumb) && sameBytes(old.mask, row.mask)) {
+      this.entries.set(row.id, old);
+      return old.pixels;
+    }
+    const pixels = row.thumb.length ? this.draw(row) : Promise.resolve(null);
     this.entries.set(row.id, { thumb: row.thumb, mask: row.mask, pixels });
+    while (this.entries.size > this.limit) this.entries.delete(
+      /** @type {number} */
+      this.entries.keys().next().value
+    );
     return pixels;
   }
 };
@@ -720,7 +734,8 @@ function render2({ model, el }) {
       /** @type {HTMLCanvasElement} */
       h("canvas", { class: "nbxg-canvas" })
     );
-    const caption = row.error ? "not explained" : `${row.id} \xB7 ${formatPercent(row.area, 0)}`;
+    const area = formatPercent(row.area, row.area !== null && row.area < 0.1 ? 1 : 0);
+    const caption = row.error ? "not explained" : `${row.correct === false ? "\u2717 " : ""}${row.id} \xB7 ${area}`;
     const b = h(
       "button",
       {
