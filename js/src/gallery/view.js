@@ -35,7 +35,7 @@ export function render({ model, el }) {
   let messages = 0;
 
   const status = h("span", { class: "nbxg-status", "data-role": "status" });
-  const controls = createControls({ onChange: schedule, onClearSelection: () => setSelection(new Set()) });
+  const controls = createControls({ onChange: drawNow, onClearSelection: () => setSelection(new Set()) });
   const shown = h("p", { class: "nbxg-shown", "data-role": "shown" });
   const groupsEl = h("div", { class: "nbxg-groups", "data-role": "groups" });
   const detail = h("p", { class: "nbxg-detail-status", "data-role": "detail-status", text: HINT });
@@ -74,10 +74,18 @@ export function render({ model, el }) {
   }
 
   // ---- drawing ------------------------------------------------------------
+  // Kernel updates (many while the audit runs) are drawn once per frame; the user's own
+  // clicks at once, so what a click changed is there when the click is handled.
   function schedule() {
     if (frame) return;
     const run = () => { frame = 0; draw(); };
     frame = typeof requestAnimationFrame === "function" ? requestAnimationFrame(run) : setTimeout(run, 16);
+  }
+
+  function drawNow() {
+    if (frame) (typeof cancelAnimationFrame === "function" ? cancelAnimationFrame : clearTimeout)(frame);
+    frame = 0;
+    draw();
   }
 
   function draw() {
@@ -211,7 +219,7 @@ export function render({ model, el }) {
     selected = next;
     model.set("selected_ids", [...next]);
     model.save_changes();
-    schedule(); // group buttons say "select" or "unselect"
+    drawNow(); // group buttons say "select" or "unselect"
   }
 
   /** @param {number} id */
@@ -239,7 +247,7 @@ export function render({ model, el }) {
     if (target.dataset.action === "expand") {
       if (expanded.has(key)) expanded.delete(key);
       else expanded.add(key);
-      schedule();
+      drawNow();
     } else if (target.dataset.action === "select-group") {
       const members = shelfMembers(key);
       const next = new Set(selected);

@@ -579,7 +579,7 @@ function render2({ model, el }) {
   let frame = 0;
   let messages = 0;
   const status = h("span", { class: "nbxg-status", "data-role": "status" });
-  const controls = createControls({ onChange: schedule, onClearSelection: () => setSelection(/* @__PURE__ */ new Set()) });
+  const controls = createControls({ onChange: drawNow, onClearSelection: () => setSelection(/* @__PURE__ */ new Set()) });
   const shown = h("p", { class: "nbxg-shown", "data-role": "shown" });
   const groupsEl = h("div", { class: "nbxg-groups", "data-role": "groups" });
   const detail = h("p", { class: "nbxg-detail-status", "data-role": "detail-status", text: HINT });
@@ -622,6 +622,11 @@ function render2({ model, el }) {
       draw();
     };
     frame = typeof requestAnimationFrame === "function" ? requestAnimationFrame(run) : setTimeout(run, 16);
+  }
+  function drawNow() {
+    if (frame) (typeof cancelAnimationFrame === "function" ? cancelAnimationFrame : clearTimeout)(frame);
+    frame = 0;
+    draw();
   }
   function draw() {
     const labels = model.get("labels") ?? [];
@@ -785,7 +790,7 @@ function render2({ model, el }) {
     selected = next;
     model.set("selected_ids", [...next]);
     model.save_changes();
-    schedule();
+    drawNow();
   }
   function open(id) {
     root.dataset.opening = String(id);
@@ -813,7 +818,7 @@ function render2({ model, el }) {
     if (target.dataset.action === "expand") {
       if (expanded.has(key)) expanded.delete(key);
       else expanded.add(key);
-      schedule();
+      drawNow();
     } else if (target.dataset.action === "select-group") {
       const members = shelfMembers(key);
       const next = new Set(selected);
