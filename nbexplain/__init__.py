@@ -1,7 +1,7 @@
 """nbexplain: minimal binary-mask explanations and channel circuits for image classifiers."""
 
 from .amortized import AmortizedExplainer
-from .audit import Audit, audit
+from .audits import Audit, audit
 from .attribution import Attribution
 from .compare import Comparison, compare
 from .config import ExplainConfig

@@ -87,9 +87,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _audit(args) -> int:
-    from .audit import ManifestMismatch, audit
-    from .audit.data import as_audit_data
-    from .audit.engines import RayEngineError
+    from .audits import ManifestMismatch, audit
+    from .audits.data import as_audit_data
+    from .audits.engines import RayEngineError
 
     try:
         model = load_model_spec(args.model)

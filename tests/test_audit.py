@@ -4,7 +4,6 @@ machinery, not the quality of the masks."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
@@ -21,14 +20,13 @@ from PIL import Image
 from conftest import make_tiny
 from nbexplain.config import ExplainConfig
 
-# nbexplain.audit is also the name of the function: reach the modules through importlib.
-audit_mod = importlib.import_module("nbexplain.audit.audit")
-data_mod = importlib.import_module("nbexplain.audit.data")
-store_mod = importlib.import_module("nbexplain.audit.store")
-rows_mod = importlib.import_module("nbexplain.audit.rows")
-grouping = importlib.import_module("nbexplain.audit.grouping")
-suspicion = importlib.import_module("nbexplain.audit.suspicion")
-cli = importlib.import_module("nbexplain.__main__")
+from nbexplain.audits import pipeline as audit_mod
+from nbexplain.audits import data as data_mod
+from nbexplain.audits import store as store_mod
+from nbexplain.audits import rows as rows_mod
+from nbexplain.audits import grouping as grouping
+from nbexplain.audits import suspicion as suspicion
+from nbexplain import __main__ as cli
 
 audit, Audit = audit_mod.audit, audit_mod.Audit
 ManifestMismatch = store_mod.ManifestMismatch

@@ -5,7 +5,6 @@ rather than skip, where it is missing."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 
@@ -17,9 +16,9 @@ import torch
 from nbexplain.datasets import make_scenes
 from nbexplain.zoo import load_model
 
-audit_mod = importlib.import_module("nbexplain.audit.audit")
-engines = importlib.import_module("nbexplain.audit.engines")
-cli = importlib.import_module("nbexplain.__main__")
+from nbexplain.audits import pipeline as audit_mod
+from nbexplain.audits import engines as engines
+from nbexplain import __main__ as cli
 from test_audit import TINY, TINY_CLI  # noqa: E402  (the same cut-down preset)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's notes on its own options

@@ -19,7 +19,7 @@ import torch
 from ipywidgets.widgets.widget import _remove_buffers
 
 import nbexplain
-from nbexplain.audit import Audit
+from nbexplain.audits import Audit
 from nbexplain.datasets import make_scenes
 from nbexplain.widget import ExplanationWidget
 from nbexplain.widget import gallery as gallery_module
@@ -384,7 +384,7 @@ def test_contact_sheet_shows_the_map_the_figures_and_the_members_with_outlines(a
     assert with_outline, "kept regions are outlined"
     # Pixels outside the mask are dimmed.
     img = np.asarray(drawn[0].images[0].get_array())
-    from nbexplain.audit.sheet import _resize_mask
+    from nbexplain.audits.sheet import _resize_mask
 
     small = _resize_mask(audit.mask(g.representative), *img.shape[:2])
     if small.any() and not small.all():

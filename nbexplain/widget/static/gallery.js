@@ -695,7 +695,7 @@ function render2({ model, el }) {
       }));
       const figures = [
         ["transplant", g.transplant, "share of transplants of the kept pixels into other images that turn them to this class"],
-        ["same place", g.same_place, "share of the members' kept pixels where most members keep pixels"],
+        ["same place", g.same_place, "share of each member's kept pixels that at least half of the other members keep too"],
         ["off object", g.off_object, "share of kept pixels off the labelled object"],
         ["accuracy", g.accuracy, "share of members predicted as their label"]
       ];

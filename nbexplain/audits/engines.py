@@ -1,4 +1,4 @@
-"""Engines only schedule :class:`~nbexplain.audit.rows.AuditWorker`; the driver writes every shard.
+"""Engines only schedule :class:`~nbexplain.audits.rows.AuditWorker`; the driver writes every shard.
 
 ``local``: one worker in this process. ``ray``: Ray Data streams the ids through an actor pool,
 each actor building its model and worker once; rows come back to the driver, which writes them,

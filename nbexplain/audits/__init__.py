@@ -5,7 +5,7 @@
 >>> a.groups[0], a.table, a.gallery()            # doctest: +SKIP
 """
 
-from .audit import Audit, audit
+from .pipeline import Audit, audit
 from .store import ManifestMismatch
 from .suspicion import Group
 

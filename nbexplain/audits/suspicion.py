@@ -3,8 +3,8 @@
 * ``transplant``: the kept pixels of each member, pasted into images the model gives another
   class, turn that image's prediction to the group's class this often. Evidence that causes the
   decision wherever it goes.
-* ``same_place``: the share of the members' kept pixels that lie where most members keep pixels
-  (the group's shared evidence map at one half or more). Objects move about the frame; a
+* ``same_place``: the share of each member's kept pixels that lie where at least half of the
+  other members keep pixels too. Objects move about the frame; a
   watermark, a corner tag or a border does not.
 * ``off_object``: the share of kept pixels off the labelled object, where the data has object
   masks.
@@ -37,7 +37,7 @@ class Group:
     representative: int  #: the member whose evidence is nearest the group's
     channels: list[str]  #: circuit channels at least half the members share
     transplant: float  #: share of transplants that turn another image to the target (nan: not tested)
-    same_place: float
+    same_place: float  #: nan for a group of one
     off_object: float  #: nan where the data has no object masks
     accuracy: float  #: share of members whose prediction is their label (nan: no labels)
     mean_area: float
@@ -45,7 +45,8 @@ class Group:
     suspicion: float = field(init=False)
 
     def __post_init__(self):
-        place = self.same_place if np.isnan(self.off_object) else max(self.same_place, self.off_object)
+        known = [v for v in (self.same_place, self.off_object) if not np.isnan(v)]
+        place = max(known) if known else 0.0
         self.suspicion = float(0.0 if np.isnan(self.transplant) else self.transplant * place)
 
     @property
@@ -68,14 +69,21 @@ def pooled_masks(masks: list[np.ndarray]) -> np.ndarray:
 
 
 def same_place(pooled: np.ndarray) -> tuple[np.ndarray, float]:
-    """The shared evidence map and the share of the members' evidence inside its shared region."""
+    """The shared evidence map, and the share of each member's evidence that lies where at least
+    half of the *other* members keep pixels (mean over members; nan for a group of one). Leaving the
+    member out matters: in a group of two, every pixel either keeps is kept by half the group."""
     shared = pooled.mean(0)
-    region = shared >= SHARED_AT
-    kept = pooled.reshape(len(pooled), -1).sum(1)
-    inside = (pooled * region).reshape(len(pooled), -1).sum(1)
-    has = kept > 0
-    share = float((inside[has] / kept[has]).mean()) if has.any() else 0.0
-    return shared, share
+    n = len(pooled)
+    if n < 2:
+        return shared, float("nan")
+    total = pooled.sum(0)
+    shares = []
+    for p in pooled:
+        kept = p.sum()
+        if kept > 0:
+            others = (total - p) / (n - 1)
+            shares.append(float((p * (others >= SHARED_AT)).sum() / kept))
+    return shared, float(np.mean(shares)) if shares else 0.0
 
 
 def transplant_rate(worker, members, recipients, masks_of, target: int, rng, per_member: int = 4,
