@@ -403,6 +403,19 @@ def test_same_place_near_one_for_a_corner_near_zero_for_moving_objects():
     assert place < 0.1
 
 
+def test_same_place_leaves_each_member_out():
+    # Two members at different places: each keeps pixels only it keeps. Counting the member itself,
+    # each of its pixels would be kept by half the group, and the pair would look pinned to the frame.
+    apart = np.zeros((2, 128, 128), dtype=bool)
+    apart[0, 10:30, 10:30] = True
+    apart[1, 90:110, 90:110] = True
+    assert suspicion.same_place(suspicion.pooled_masks(list(apart)))[1] == 0.0
+    together = np.zeros((2, 128, 128), dtype=bool)
+    together[:, 10:30, 10:30] = True
+    assert suspicion.same_place(suspicion.pooled_masks(list(together)))[1] == pytest.approx(1.0)
+    assert np.isnan(suspicion.same_place(suspicion.pooled_masks(list(apart[:1])))[1])  # a group of one
+
+
 def test_suspicion_is_transplant_times_place():
     g = suspicion.Group(index=0, target=1, target_name="x", indices=np.arange(3), shared_map=np.zeros((2, 2)),
                         representative=0, channels=[], transplant=0.5, same_place=0.2, off_object=0.8,

@@ -229,6 +229,7 @@ def test_the_live_audit_fills_the_gallery_and_ends_with_its_groups(recording, ru
     ((view, handle),) = handles
     assert isinstance(view, GalleryWidget) and again._gallery is view
     assert view.grouped and sorted(view.rows["id"]) == list(range(12))
+    assert view.total == 12  # the status line says "explained N of 12" while it runs
     ((bundle, kw),) = handle.updates  # the end of the audit adds the static picture
     assert kw == {"raw": True}
     assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"

@@ -79,6 +79,7 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
     todo = [i for i in range(len(audit_data)) if i not in done]
     view = _live_gallery(gallery, labels)
     if view is not None:
+        view.total = len(audit_data)
         view.add_rows(store.read_rows())
     if todo:
         if engine == "ray":

@@ -59,6 +59,7 @@ class GalleryWidget(anywidget.AnyWidget):
     map_side = traitlets.Int(0).tag(sync=True)
     selected_ids = traitlets.List(traitlets.Int(), []).tag(sync=True)
     opened = traitlets.Int(-1, help="the image shown in the detail panel (-1: none)").tag(sync=True)
+    total = traitlets.Int(0, help="images the running audit will explain (0: unknown)").tag(sync=True)
     max_per_group = traitlets.Int(24, help="thumbnails per group before 'show all'").tag(sync=True)
 
     def __init__(self, labels: Sequence[str] | None = None, **kwargs: Any) -> None:

@@ -103,7 +103,8 @@ export function render({ model, el }) {
     }
     const errors = [...rows.values()].filter((r) => r.error).length;
     const nGroups = all.filter((s) => s.kind === "group").length;
-    status.textContent = `explained ${rows.size} image${rows.size === 1 ? "" : "s"}`
+    const total = model.get("total") || 0;
+    status.textContent = `explained ${rows.size}${total > rows.size ? ` of ${total}` : ""} image${rows.size === 1 && !total ? "" : "s"}`
       + (errors ? ` (${errors} could not be explained)` : "")
       + (grouped ? ` \u00b7 ${nGroups} group${nGroups === 1 ? "" : "s"}` : " \u00b7 not grouped yet: thumbnails by class");
     const images = list.reduce((n, x) => n + x.members.length, 0);
@@ -284,6 +285,7 @@ export function render({ model, el }) {
     ["change:grouped", schedule],
     ["change:groups", schedule],
     ["change:labels", schedule],
+    ["change:total", schedule],
     ["change:max_per_group", schedule],
     ["change:selected_ids", onSelected],
     ["change:opened", markSelection],

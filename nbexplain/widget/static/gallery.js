@@ -643,7 +643,8 @@ function render2({ model, el }) {
     }
     const errors = [...rows.values()].filter((r) => r.error).length;
     const nGroups = all.filter((s) => s.kind === "group").length;
-    status.textContent = `explained ${rows.size} image${rows.size === 1 ? "" : "s"}` + (errors ? ` (${errors} could not be explained)` : "") + (grouped ? ` \xB7 ${nGroups} group${nGroups === 1 ? "" : "s"}` : " \xB7 not grouped yet: thumbnails by class");
+    const total = model.get("total") || 0;
+    status.textContent = `explained ${rows.size}${total > rows.size ? ` of ${total}` : ""} image${rows.size === 1 && !total ? "" : "s"}` + (errors ? ` (${errors} could not be explained)` : "") + (grouped ? ` \xB7 ${nGroups} group${nGroups === 1 ? "" : "s"}` : " \xB7 not grouped yet: thumbnails by class");
     const images = list.reduce((n, x) => n + x.members.length, 0);
     const kind = grouped ? "groups" : "classes";
     shown.textContent = `showing ${list.length} of ${all.length} ${kind}, ${images} of ${rows.size} images`;
@@ -859,6 +860,7 @@ function render2({ model, el }) {
       ["change:grouped", schedule],
       ["change:groups", schedule],
       ["change:labels", schedule],
+      ["change:total", schedule],
       ["change:max_per_group", schedule],
       ["change:selected_ids", onSelected],
       ["change:opened", markSelection]
