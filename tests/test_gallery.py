@@ -8,8 +8,6 @@ audit serves the whole module.
 
 import base64
 import io
-import shutil
-import subprocess
 from pathlib import Path
 
 import comm
@@ -404,29 +402,6 @@ def test_contact_sheet_limits_its_thumbnails_and_checks_its_arguments(audit):
 
 
 # --------------------------------------------------------------------------- the built front end
-def _node_or_fail():
-    import os
-
-    if os.environ.get("NBEXPLAIN_SKIP_JS_CHECKS") == "1":
-        pytest.skip("NBEXPLAIN_SKIP_JS_CHECKS=1: the JavaScript checks were switched off on purpose")
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js is needed to check the gallery's JavaScript (node >= 18, then `npm ci` in js/)")
-    if not (ROOT / "js" / "node_modules" / "esbuild").is_dir():
-        pytest.fail("js/node_modules is missing: run `npm ci` in js/ (it installs esbuild).")
-    return node
-
-
-def test_committed_gallery_bundle_is_built_from_the_current_sources(tmp_path):
-    node = _node_or_fail()
-    subprocess.run([node, str(ROOT / "js" / "build.mjs"), "--outdir", str(tmp_path)],
-                   check=True, capture_output=True, timeout=120)
-    for name in ("gallery.js", "gallery.css"):
-        fresh = (tmp_path / name).read_bytes()
-        committed = (STATIC / name).read_bytes()
-        assert fresh == committed, f"nbexplain/widget/static/{name} is stale: run `node js/build.mjs`"
-
-
 def test_gallery_ships_its_bundle_without_cdn_imports():
     import re
 

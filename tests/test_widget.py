@@ -625,7 +625,7 @@ def test_committed_bundle_is_built_from_the_current_sources(tmp_path):
     node = _node_or_fail()
     subprocess.run([node, str(ROOT / "js" / "build.mjs"), "--outdir", str(tmp_path)],
                    check=True, capture_output=True, timeout=120)
-    for name in ("widget.js", "widget.css"):
+    for name in ("widget.js", "widget.css", "gallery.js", "gallery.css"):  # the explanation widget and the gallery
         fresh = (tmp_path / name).read_bytes()
         committed = (STATIC / name).read_bytes()
         assert fresh == committed, f"nbexplain/widget/static/{name} is stale: run `node js/build.mjs`"

@@ -23,7 +23,6 @@ def find_groups(table: pd.DataFrame, masks_of, *, worker=None, labels=None, feat
     if unknown or not features:
         raise ValueError(f"features must be a non-empty subset of {FEATURES}, got {features!r}")
     ok = table[table["error"].isna()] if "error" in table else table
-    rng = np.random.default_rng(seed)
     groups: list[Group] = []
     for target in sorted(ok["target"].dropna().astype(int).unique()):
         rows = ok[ok["target"] == target]
@@ -36,6 +35,7 @@ def find_groups(table: pd.DataFrame, masks_of, *, worker=None, labels=None, feat
         recipients = _recipients(ok, target)
         for g in np.unique(labels_of_class):
             sel = labels_of_class == g
+            rng = np.random.default_rng([seed, int(target), int(g)])  # a group's draws do not depend on others
             groups.append(_group(rows[sel], feats[sel], pooled_all[sel], target, labels, worker, recipients,
                                  masks_of, rng))
     groups.sort(key=lambda g: (-g.suspicion, -g.size, g.target))

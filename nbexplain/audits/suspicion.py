@@ -87,7 +87,7 @@ def same_place(pooled: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def transplant_rate(worker, members, recipients, masks_of, target: int, rng, per_member: int = 4,
-                    max_members: int = 8) -> tuple[float, int]:
+                    max_members: int = 16) -> tuple[float, int]:
     """Paste members' kept pixels into recipient images; the share whose prediction becomes ``target``."""
     members = list(members)
     recipients = list(recipients)

@@ -143,3 +143,4 @@ def page(lab):
             yield page
         finally:
             browser.close()
+

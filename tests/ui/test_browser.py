@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from _lab import open_and_run_all
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -40,23 +42,7 @@ def test_widget_streams_frames_then_opens_a_channel(lab, page):
 
 
 def _check_widget(lab, page):
-    page.goto(f"{lab['base']}/lab/tree/{NOTEBOOK.name}?token={lab['token']}")
-    page.wait_for_function(
-        """() => {
-            const app = window.jupyterapp;
-            const nb = app && app.shell.currentWidget;
-            const kernel = nb && nb.sessionContext && nb.sessionContext.session && nb.sessionContext.session.kernel;
-            return nb && nb.content && nb.content.widgets && kernel && kernel.status === 'idle';
-        }""",
-        timeout=KERNEL_READY_MS,
-    )
-    # Start the run without awaiting it (the command's promise resolves when every cell is done).
-    page.evaluate(
-        """() => {
-            window.jupyterapp.shell.collapseLeft();
-            void window.jupyterapp.commands.execute('notebook:run-all-cells');
-        }"""
-    )
+    open_and_run_all(lab, page, NOTEBOOK.name, KERNEL_READY_MS)
 
     # 1. While the mask trains: frames arrive and the step counter moves.
     page.wait_for_selector(".nbx-root", timeout=WIDGET_SHOWN_MS)

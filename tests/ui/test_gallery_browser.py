@@ -15,6 +15,8 @@ import json
 import re
 from pathlib import Path
 
+from _lab import open_and_run_all
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,22 +43,7 @@ def test_gallery_fills_in_live_then_filters_opens_and_selects(lab, page):
 
 def _check_gallery(lab, page):
     page.set_viewport_size({"width": 1400, "height": 2400})  # tall: whole galleries in the screenshots
-    page.goto(f"{lab['base']}/lab/tree/{NOTEBOOK.name}?token={lab['token']}")
-    page.wait_for_function(
-        """() => {
-            const app = window.jupyterapp;
-            const nb = app && app.shell.currentWidget;
-            const kernel = nb && nb.sessionContext && nb.sessionContext.session && nb.sessionContext.session.kernel;
-            return nb && nb.content && nb.content.widgets && kernel && kernel.status === 'idle';
-        }""",
-        timeout=KERNEL_READY_MS,
-    )
-    page.evaluate(
-        """() => {
-            window.jupyterapp.shell.collapseLeft();
-            void window.jupyterapp.commands.execute('notebook:run-all-cells');
-        }"""
-    )
+    open_and_run_all(lab, page, NOTEBOOK.name, KERNEL_READY_MS)
 
     # 1. While the audit runs: thumbnails appear by class, more of them later.
     page.wait_for_function(
