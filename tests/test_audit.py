@@ -242,6 +242,16 @@ def test_manifest_mismatch_is_refused_naming_what_differs(tmp_path):
         run(out, data=tiny_images(2), model=make_tiny(seed=1), config=TINY.replace(steps=5))
 
 
+def test_an_audit_of_another_nbexplain_version_is_not_resumed(tmp_path, monkeypatch):
+    import nbexplain
+
+    out = tmp_path / "run"
+    run(out, data=tiny_images(2))
+    monkeypatch.setattr(nbexplain, "__version__", "9.9.9")
+    with pytest.raises(ManifestMismatch, match=r"made by nbexplain 0\.1\.0, this is 9\.9\.9"):
+        run(out, data=tiny_images(2))
+
+
 def test_a_function_preprocess_resumes(tmp_path):
     """The manifest records a preprocess function by name, not by its address in one process."""
     pixels = [np.full((16, 16, 3), 40 * k, dtype=np.uint8) for k in range(2)]

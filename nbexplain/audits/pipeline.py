@@ -8,7 +8,6 @@ import json
 import re
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,7 +87,7 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
                              num_cpus=num_cpus)
         else:
             shards = run_local(make_worker, todo, chunk)
-        _drain(shards, store, len(todo), len(done), len(audit_data), progress, view)
+        _drain(shards, store, len(done), len(audit_data), progress, view)
     result = Audit(store, model=model, data=audit_data, labels=labels, preprocess=preprocess, worker=make_worker)
     result.regroup(features=features, seed=seed)
     if view is not None:
@@ -97,7 +96,7 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
     return result
 
 
-def _drain(shards, store, n_todo, n_done, n_all, progress, view) -> None:
+def _drain(shards, store, n_done, n_all, progress, view) -> None:
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -50,6 +50,12 @@ class AuditStore:
         if self.exists:
             old = self.manifest()
             differ = [k for k in ("model", "data", "config") if old.get("fingerprints", {}).get(k) != manifest["fingerprints"][k]]
+            if old.get("nbexplain") != manifest["nbexplain"]:
+                # Another version may explain differently: its rows and these must not mix.
+                raise ManifestMismatch(
+                    f"{self.root} holds an audit made by nbexplain {old.get('nbexplain')}, this is "
+                    f"{manifest['nbexplain']}; pass another out= folder, or delete this one to start again."
+                )
             if differ:
                 was, now = old.get("fingerprints", {}), manifest["fingerprints"]
                 detail = ", ".join(f"{k}: {was.get(k)} there, {now[k]} now" for k in differ)
