@@ -179,7 +179,7 @@ def section_quality(args, work: Path) -> None:
                 rows.append((f"SpRAy on {method} (oracle pick)", "triangle", size, bp, br, float("nan"),
                              seconds, cluster_s, seconds + cluster_s, int(decided.sum())))
         print(f"\n{name}: groups, most suspicious first")
-        print(markdown(a.group_table[["target_name", "size", "suspicion", "transplant", "same_place", "off_object",
+        print(markdown(a.group_table[["target_name", "size", "suspicion", "transplant", "transplant_control", "same_place", "off_object",
                                       "accuracy", "mean_area"]].head(8)))
     print("\n| method | top group class | size | precision ↑ | recall ↑ | suspicion | s explaining | s grouping + tests "
           "| s total | cue-decided images |")

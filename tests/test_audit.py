@@ -435,6 +435,18 @@ def test_suspicion_is_transplant_times_place():
                                representative=0, channels=[], transplant=float("nan"), same_place=1.0,
                                off_object=float("nan"), accuracy=float("nan"), mean_area=0.1)
     assert untested.suspicion == 0.0
+    by_size = suspicion.Group(index=0, target=1, target_name="x", indices=np.arange(3), shared_map=np.zeros((2, 2)),
+                              representative=0, channels=[], transplant=0.5, same_place=0.2, off_object=0.8,
+                              accuracy=1.0, mean_area=0.5, transplant_control=0.4)
+    assert by_size.suspicion == pytest.approx(0.1 * 0.8)  # what moved pixels transplant as well is not the evidence
+
+
+def test_same_place_discounts_what_large_masks_share_by_chance():
+    big = np.zeros((2, 128, 128), dtype=bool)
+    big[0, :, :100] = True  # two masks of most of the frame overlap whatever they keep
+    big[1, :, 28:] = True
+    share = suspicion.same_place(suspicion.pooled_masks(list(big)))[1]
+    assert share < 0.5
 
 
 # -- engines ----------------------------------------------------------------------------------

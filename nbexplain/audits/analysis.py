@@ -64,15 +64,15 @@ def _group(rows, feats, pooled, target, labels, worker, recipients, masks_of, rn
     on = rows["on_object"].dropna()
     labelled = rows["correct"].dropna()
     if worker is not None:
-        rate, n = transplant_rate(worker, rows.index.to_numpy(), recipients, masks_of, target, rng)
+        rate, control, n = transplant_rate(worker, rows.index.to_numpy(), recipients, masks_of, target, rng)
     else:
-        rate, n = float("nan"), 0
+        rate, control, n = float("nan"), float("nan"), 0
     return Group(
         index=0, target=int(target), target_name=_name(labels, target), indices=rows.index.to_numpy(),
         shared_map=shared, representative=representative, channels=channels, transplant=rate, same_place=place,
         off_object=float(1 - on.mean()) if len(on) else float("nan"),
         accuracy=float(labelled.astype(float).mean()) if len(labelled) else float("nan"),
-        mean_area=float(rows["area"].mean()), transplants=n,
+        mean_area=float(rows["area"].mean()), transplants=n, transplant_control=control,
     )
 
 

@@ -24,7 +24,7 @@ from .store import AuditStore
 from .suspicion import Group
 
 _HEAVY = ("mask_bits", "thumb")
-GROUP_COLUMNS = ["group", "target", "target_name", "size", "suspicion", "transplant", "same_place", "off_object",
+GROUP_COLUMNS = ["group", "target", "target_name", "size", "suspicion", "transplant", "transplant_control", "same_place", "off_object",
                  "accuracy", "mean_area", "transplants", "representative", "channels"]
 
 
@@ -306,7 +306,8 @@ def _live_gallery(gallery, labels):
 def _groups_to_table(groups: list[Group]) -> pa.Table:
     return pa.Table.from_pylist([{
         "group": g.index, "target": g.target, "target_name": g.target_name, "size": g.size,
-        "suspicion": g.suspicion, "transplant": g.transplant, "same_place": g.same_place,
+        "suspicion": g.suspicion, "transplant": g.transplant, "transplant_control": g.transplant_control,
+        "same_place": g.same_place,
         "off_object": g.off_object, "accuracy": g.accuracy, "mean_area": g.mean_area, "transplants": g.transplants,
         "representative": g.representative, "channels": g.channels, "indices": g.indices.tolist(),
         "shared_map": g.shared_map.astype(np.float32).ravel().tolist(),
@@ -324,6 +325,7 @@ def _groups_from_table(table: pa.Table | None, labels) -> list[Group]:
                   shared_map=np.asarray(r["shared_map"], dtype=np.float32).reshape(side, side),
                   representative=r["representative"], channels=list(r["channels"]), transplant=r["transplant"],
                   same_place=r["same_place"], off_object=r["off_object"], accuracy=r["accuracy"],
-                  mean_area=r["mean_area"], transplants=r["transplants"])
+                  mean_area=r["mean_area"], transplants=r["transplants"],
+                  transplant_control=r.get("transplant_control", float("nan")))
         out.append(g)
     return out

@@ -63,7 +63,8 @@ def _figures(group: Group) -> str:
     def pct(v):
         return "n/a" if v is None or np.isnan(v) else f"{v:.0%}"
 
-    return (f"transplant {pct(group.transplant)} \u00b7 same place {pct(group.same_place)} \u00b7 "
+    return (f"transplant {pct(group.transplant)} (control {pct(group.transplant_control)}) \u00b7 "
+            f"same place {pct(group.same_place)} \u00b7 "
             f"off object {pct(group.off_object)} \u00b7 accuracy {pct(group.accuracy)} \u00b7 "
             f"mean area {pct(group.mean_area)}")
 

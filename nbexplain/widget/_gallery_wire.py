@@ -97,7 +97,8 @@ def encode_groups(groups: Sequence[Any]) -> tuple[list[dict], bytes, int]:
             "index": int(g.index), "target": int(g.target), "target_name": str(g.target_name),
             "size": int(g.size), "ids": [int(i) for i in g.indices],
             "representative": int(g.representative), "channels": [str(c) for c in g.channels],
-            "suspicion": _num(g.suspicion), "transplant": _num(g.transplant), "same_place": _num(g.same_place),
+            "suspicion": _num(g.suspicion), "transplant": _num(g.transplant),
+            "transplant_control": _num(getattr(g, "transplant_control", float("nan"))), "same_place": _num(g.same_place),
             "off_object": _num(g.off_object), "accuracy": _num(g.accuracy), "mean_area": _num(g.mean_area),
             "transplants": int(getattr(g, "transplants", 0)),
         })

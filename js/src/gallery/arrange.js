@@ -13,6 +13,7 @@ import { className } from "./rows.js";
  * @property {number} representative
  * @property {number | null} suspicion
  * @property {number | null} transplant
+ * @property {number | null} [transplant_control]
  * @property {number | null} same_place
  * @property {number | null} off_object
  * @property {number | null} accuracy

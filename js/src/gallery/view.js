@@ -146,10 +146,11 @@ export function render({ model, el }) {
     if (g) {
       const s = g.suspicion ?? 0;
       parts.push(h("span", { class: "nbxg-suspicion", "data-level": s >= 0.5 ? "high" : s >= 0.2 ? "some" : "low",
-        title: "transplant \u00d7 max(same place, off object)", text: `suspicion ${g.suspicion === null ? "\u2014" : g.suspicion.toFixed(2)}` }));
+        title: "(transplant \u2212 control) \u00d7 max(same place, off object)", text: `suspicion ${g.suspicion === null ? "\u2014" : g.suspicion.toFixed(2)}` }));
       const figures = [
         ["transplant", g.transplant, "share of transplants of the kept pixels into other images that turn them to this class"],
-        ["same place", g.same_place, "share of each member's kept pixels that at least half of the other members keep too"],
+        ["control", g.transplant_control, "the same, with each mask moved by half the image"],
+        ["same place", g.same_place, "share of each member's kept pixels that at least half of the other members keep too, beyond chance"],
         ["off object", g.off_object, "share of kept pixels off the labelled object"],
         ["accuracy", g.accuracy, "share of members predicted as their label"],
       ];
