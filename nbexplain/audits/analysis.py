@@ -68,7 +68,7 @@ def _group(rows, feats, pooled, target, labels, worker, recipients, masks_of, rn
     else:
         rate, control, n = float("nan"), float("nan"), 0
     return Group(
-        index=0, target=int(target), target_name=_name(labels, target), indices=rows.index.to_numpy(),
+        index=0, target=int(target), target_name=_name(labels, target), indices=rows.index.to_numpy().copy(),
         shared_map=shared, representative=representative, channels=channels, transplant=rate, same_place=place,
         off_object=float(1 - on.mean()) if len(on) else float("nan"),
         accuracy=float(labelled.astype(float).mean()) if len(labelled) else float("nan"),

@@ -87,7 +87,7 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
                              num_cpus=num_cpus)
         else:
             shards = run_local(make_worker, todo, chunk)
-        _drain(shards, store, len(done), len(audit_data), progress, view)
+        _drain(shards, store, len(done), len(audit_data), progress and view is None, view)  # the gallery counts too
     result = Audit(store, model=model, data=audit_data, labels=labels, preprocess=preprocess, worker=make_worker)
     result.regroup(features=features, seed=seed)
     if view is not None:
@@ -321,7 +321,7 @@ def _groups_from_table(table: pa.Table | None, labels) -> list[Group]:
     for r in table.to_pylist():
         side = int(round(len(r["shared_map"]) ** 0.5))
         g = Group(index=r["group"], target=r["target"], target_name=r["target_name"],
-                  indices=np.asarray(r["indices"], dtype=np.int64),
+                  indices=np.array(r["indices"], dtype=np.int64),
                   shared_map=np.asarray(r["shared_map"], dtype=np.float32).reshape(side, side),
                   representative=r["representative"], channels=list(r["channels"]), transplant=r["transplant"],
                   same_place=r["same_place"], off_object=r["off_object"], accuracy=r["accuracy"],

@@ -32,32 +32,27 @@ def shortcut_mix(n: int = 120, seed: int = 0, size: int = 128, cue: bool = True)
     return concat_scenes([clean, cued, beside]).select(order)
 
 
-def photo_set(names=None, per_photo: int = 4, seed: int = 0) -> tuple[list, list[str]]:
-    """Real photos and views of them (the photo, its mirror image, random crops of 60 to 90 % of
-    its side, flipped or not), ``per_photo`` views each: a small offline stand-in for a
-    validation folder. Returns the PIL images and the name of the photo each came from."""
-    from PIL import ImageOps
+def photo_grids(n: int = 16, seed: int = 0, side: int = 256, names=None) -> tuple[list, list[list[str]]]:
+    """``n`` real-photo grids: 2 x 2 cells, each a different photo, at random places, ``side``
+    pixels square (PIL images). Every photo sits in several grids and cells, so the evidence for
+    one class moves about the frame as an object's does. Returns the grids and, for each, its
+    photos' names in reading order (top left, top right, bottom left, bottom right)."""
+    from PIL import Image, ImageOps
 
     from .photos import PHOTOS, load_photo
 
+    names = sorted(PHOTOS) if names is None else list(names)
+    if len(names) < 4:
+        raise ValueError(f"a grid needs four different photos; got {len(names)}")
+    cell = side // 2
+    cells = {name: ImageOps.fit(load_photo(name), (cell, cell), Image.BILINEAR) for name in names}
     rng = torch.Generator().manual_seed(seed)
-    images, sources = [], []
-    for name in names if names is not None else sorted(PHOTOS):
-        photo = load_photo(name)
-        for k in range(per_photo):
-            view = photo if k == 0 else ImageOps.mirror(photo) if k == 1 else _random_crop(photo, rng)
-            images.append(view)
-            sources.append(name)
-    return images, sources
-
-
-def _random_crop(photo, rng):
-    from PIL import ImageOps
-
-    w, h = photo.size
-    share = 0.6 + 0.3 * float(torch.rand(1, generator=rng))
-    cw, ch = int(w * share), int(h * share)
-    left = int(float(torch.rand(1, generator=rng)) * (w - cw))
-    top = int(float(torch.rand(1, generator=rng)) * (h - ch))
-    crop = photo.crop((left, top, left + cw, top + ch))
-    return ImageOps.mirror(crop) if float(torch.rand(1, generator=rng)) < 0.5 else crop
+    grids, layout = [], []
+    for _ in range(n):
+        chosen = [names[int(i)] for i in torch.randperm(len(names), generator=rng)[:4]]
+        grid = Image.new("RGB", (2 * cell, 2 * cell))
+        for k, name in enumerate(chosen):
+            grid.paste(cells[name], ((k % 2) * cell, (k // 2) * cell))
+        grids.append(grid)
+        layout.append(chosen)
+    return grids, layout
