@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -183,6 +183,3 @@ def _pixel_bytes(image) -> bytes:
         return image.tobytes()
     return np.asarray(image).tobytes()
 
-
-def subset(data: AuditData, ids: Sequence[int]) -> list:
-    return [data.image(i) for i in ids]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from _lab import open_and_run_all
+from ._lab import open_and_run_all
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

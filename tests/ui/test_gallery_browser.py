@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from _lab import open_and_run_all
+from ._lab import open_and_run_all
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
