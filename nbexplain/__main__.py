@@ -31,7 +31,7 @@ from pathlib import Path
 
 _FUNCTION_SPEC = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")
 GENERATED = ("scenes", "shortcut-mix")
-_TABLE_COLUMNS = ["target_name", "size", "suspicion", "transplant", "same_place", "off_object", "accuracy",
+_TABLE_COLUMNS = ["target_name", "size", "suspicion", "transplant", "transplant_control", "same_place", "off_object", "accuracy",
                   "mean_area"]
 
 
