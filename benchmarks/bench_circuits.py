@@ -16,11 +16,13 @@ Rows:
 Per row: images, circuit channels (mean) and their share of the tapped channels,
 the share of images whose target survives keeping only the circuit's channels
 (``validate()``), the mean share of random channel sets of equal size that keep it,
+both as the sizing's own test (sufficient: top class *and* half of what the channels add to
+its probability over the empty set, ``CircuitConfig.recover``) and as top-1 alone,
 the share of images whose target survives with no channel kept at all (the floor
 that random sets cannot go below: a fully ablated network still names a class),
 and the mean seconds to read a circuit (sizing included; explaining and validation
 not counted). "Kept" is validate()'s test: the target is still the top class.
-Targets: circuit keeps the target on >= 90% of images, random sets <= 15%, circuit
+Targets: circuit sufficient on >= 90% of images, random sets <= 15%, circuit
 <= 1/3 of the tapped channels.
 """
 
@@ -85,16 +87,19 @@ def measure(model, layers, x, repeats, explainer=None):
     v = circuit.validate(repeats=repeats)
     return {"size": sum(v.kept_channels), "total": sum(v.total_channels), "kept": v.kept_circuit,
             "random": v.random_kept_rate or 0.0, "empty": v.kept_empty, "seconds": seconds,
+            "sufficient": v.sufficient_circuit, "random_sufficient": v.random_sufficient_rate or 0.0,
             "per_layer": dict(zip(v.layers, v.kept_channels))}
 
 
 def row(name, results):
     read = [r for r in results if "refused" not in r]
     if not read:
-        return [name, str(len(results)), "refused: " + results[0]["refused"], "", "", "", "", ""]
+        return [name, str(len(results)), "refused: " + results[0]["refused"]] + [""] * (len(HEADER) - 3)
     size = statistics.fmean(r["size"] for r in read)
     share = statistics.fmean(r["size"] / r["total"] for r in read)
     return [name, str(len(read)), f"{size:.0f} / {read[0]['total']}", f"{share:.1%}",
+            f"{sum(r['sufficient'] for r in read) / len(read):.0%}",
+            f"{statistics.fmean(r['random_sufficient'] for r in read):.0%}",
             f"{sum(r['kept'] for r in read) / len(read):.0%}", f"{statistics.fmean(r['random'] for r in read):.0%}",
             f"{sum(r['empty'] for r in read) / len(read):.0%}",
             f"{statistics.fmean(r['seconds'] for r in read):.1f}"]
@@ -249,8 +254,9 @@ def family_rows(args):
 
 # ----------------------------------------------------------------------------- table
 
-HEADER = ["model", "images", "circuit channels", "share of tapped", "target kept (circuit)",
-          "kept by random sets", "kept with nothing", "s / circuit"]
+HEADER = ["model", "images", "circuit channels", "share of tapped", "circuit sufficient",
+          "random sets sufficient", "top-1 kept (circuit)", "top-1 kept by random sets", "top-1 kept with nothing",
+          "s / circuit"]
 
 
 def markdown(rows):

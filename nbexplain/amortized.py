@@ -18,7 +18,8 @@ from torch import nn
 from .config import resolve_config
 from .core.inputs import to_model_input
 from .core.masknet import MaskUNet
-from .core.optimize import MaskOptimizer, make_fill, total_loss, working_size
+from .core.fills import make_fill
+from .core.optimize import MaskOptimizer, total_loss, working_size
 from .core.taps import borrowed, input_channels, tap_activations
 from .explainer import Explainer, _LogitsOf, _logits
 
@@ -210,7 +211,7 @@ class AmortizedExplainer(Explainer):
                 net = _ForTarget(self.generator, target, spatial_features(acts_x))
                 problem = MaskOptimizer(_LogitsOf(net_model), taps, self.layers, x, target, acts_x, logits_x, fill,
                                         cfg, seed + step, net=net)
-                terms, hard, logits_e, _ = problem.loss_terms(step)
+                terms, hard, logits_e, *_ = problem.loss_terms(step)
                 total = total_loss(cfg, terms, logits_e, target).mean()
                 optim.zero_grad(set_to_none=True)
                 total.backward()

@@ -23,19 +23,29 @@ def layout(circuit_dict: dict) -> dict[str, tuple[float, float]]:
 
 def strongest(circuit_dict: dict, per_layer: int | None) -> tuple[dict, dict[str, int]]:
     """The circuit with at most ``per_layer`` channels a layer (by relevance to the target when
-    known, else energy), and how many each layer leaves out."""
+    known, else energy), and how many each layer leaves out.
+
+    A shown node whose incoming edges all come from channels left out would look cut off from
+    the layer before it: from the last layer back, its strongest source is shown too."""
     if per_layer is None:
         return circuit_dict, {}
     groups = defaultdict(list)
     for n in circuit_dict["nodes"]:
         if n.get("kind") == "channel":
             groups[n["layer"]].append(n)
-    keep, more = set(), {}
+    keep = set()
     for name, nodes in groups.items():
         nodes = sorted(nodes, key=lambda n: -n.get("relevance", n.get("energy", 0.0)))
         keep.update(n["id"] for n in nodes[:per_layer])
-        if len(nodes) > per_layer:
-            more[name] = len(nodes) - per_layer
+    incoming = defaultdict(list)
+    for e in sorted(circuit_dict["edges"], key=lambda e: -e["score"]):
+        incoming[e["target"]].append(e["source"])
+    for name in reversed(circuit_dict.get("layers", [])):
+        for n in groups.get(name, []):
+            sources = incoming.get(n["id"], [])
+            if n["id"] in keep and sources and not keep.intersection(sources):
+                keep.add(sources[0])
+    more = {name: len(nodes) - sum(n["id"] in keep for n in nodes) for name, nodes in groups.items()}
     nodes = [n for n in circuit_dict["nodes"] if n.get("kind") != "channel" or n["id"] in keep]
     ids = {n["id"] for n in nodes}
     edges = [e for e in circuit_dict["edges"] if e["source"] in ids and e["target"] in ids]
@@ -62,6 +72,9 @@ def draw_circuit(circuit_dict: dict, ax, title: str | None = None, per_layer: in
         if n.get("kind") == "channel":
             energies[n["layer"]] = max(energies[n["layer"]], n.get("energy", 0.0))
     target = circuit_dict.get("target")
+    fed = {e["target"] for e in edges}
+    cut_off = [n for n in circuit_dict["nodes"]
+               if n.get("kind") == "channel" and n.get("layer_index", 0) > 0 and n["id"] not in fed]
     for n in circuit_dict["nodes"]:
         x, y = pos[n["id"]]
         if n.get("kind") == "class":
@@ -70,7 +83,12 @@ def draw_circuit(circuit_dict: dict, ax, title: str | None = None, per_layer: in
             ax.text(x + 0.08, y, f"{n.get('name', n['id'])} {n.get('prob', 0):.2f}", va="center", fontsize=7)
         else:
             rel = n.get("energy", 0.0) / (energies[n["layer"]] or 1.0)
-            ax.scatter([x], [y], s=8 + 60 * rel, color="#edae49", edgecolors="#8a6d1f", linewidths=0.4, zorder=2)
+            hollow = n in cut_off  # no path from the previous layer's circuit channels (T = 0 there)
+            ax.scatter([x], [y], s=8 + 60 * rel, color="white" if hollow else "#edae49", edgecolors="#8a6d1f",
+                       linewidths=0.4, zorder=2)
+    if cut_off:
+        ax.text(0, 1.04, f"hollow: {len(cut_off)} channel(s) with no structural path from the previous "
+                "layer's circuit channels", fontsize=6, color="#666666", va="bottom")
     layers = circuit_dict.get("layers", [])
     for col, name in enumerate(layers):
         if more.get(name):

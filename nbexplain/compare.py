@@ -20,7 +20,7 @@ from .baselines._common import model_batch, resolve_target
 from .config import ExplainConfig
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
 from .core.taps import input_channels, unwrap_model
-from .core.optimize import make_fill
+from .core.fills import make_fill
 from .metrics import METRICS, apply_mask, class_probabilities, score_attribution
 
 DEFAULT_AREA = 0.2  #: binarisation area when there is neither an explanation nor a ground truth
@@ -243,7 +243,7 @@ def _fill(x, fill, res, normalization) -> torch.Tensor:
     if fill is not None:
         return torch.as_tensor(fill, dtype=x.dtype).to(x.device).expand_as(x).clone()
     if getattr(res, "fill", None) is not None:  # the explanation's own fill (its blur may be stronger)
-        return res.fill.to(x.device, x.dtype).expand_as(x).clone()
+        return res.fill.image.to(x.device, x.dtype).expand_as(x).clone()
     kind = res.config.fill if res is not None and hasattr(res, "config") else ExplainConfig().fill
     return make_fill(x, kind, normalization)
 

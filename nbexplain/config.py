@@ -60,7 +60,13 @@ class ExplainConfig:
     #: what replaces removed pixels: blurred x (default), the dataset mean colour (the paper's), or black.
     #: Against a flat colour the mask's own outline becomes evidence (a disc kept from a ring's
     #: surroundings reads as a ring); a blur leaves no edge to read. Measured on grids of photos and on scenes.
+    #: Per image the fill is made stronger, then another kind, until the model does not give the target to
+    #: the fill alone (``nbexplain.core.fills``); ``res.fill`` says what was used
     fill: str = "blur"
+    #: other neutral fills under which a sufficient mask must keep the label too (a mask that is the
+    #: evidence should not depend on which neutral value replaces the rest): "mean" (the paper's fill),
+    #: "black", "blur" (the strongest blur); ``res.checks`` reports each. () judges the own fill only
+    check_fills: tuple[str, ...] = ("mean",)
     backgrounds: tuple[str, ...] = BACKGROUNDS  #: kinds of random background for robustness
     n_backgrounds: int = 1  #: robustness variants per step (batched with e in one forward)
     #: the variants join every k-th step (1: every step; ``fast`` uses 2, where a step without them costs
@@ -105,6 +111,11 @@ class ExplainConfig:
                 raise ValueError(f"ExplainConfig.distance: unknown distance {d!r}; choose from {DISTANCES}")
         if self.fill not in FILLS:
             raise ValueError(f"ExplainConfig.fill must be one of {FILLS}, got {self.fill!r}")
+        if isinstance(self.check_fills, list):
+            object.__setattr__(self, "check_fills", tuple(self.check_fills))
+        bad_checks = [k for k in self.check_fills if k not in FILLS] if isinstance(self.check_fills, tuple) else None
+        if bad_checks is None or bad_checks:
+            raise ValueError(f"ExplainConfig.check_fills must be a tuple of fills from {FILLS}, got {self.check_fills!r}")
         bad = [b for b in self.backgrounds if b not in BACKGROUNDS]
         if bad or not self.backgrounds:
             raise ValueError(f"ExplainConfig.backgrounds must be a non-empty subset of {BACKGROUNDS}, got {self.backgrounds!r}")

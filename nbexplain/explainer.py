@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import numbers
 import time
 import warnings
@@ -14,7 +15,8 @@ from torch import nn
 
 from .config import ExplainConfig, resolve_config
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
-from .core.optimize import MaskOptimizer, hiding_fill, images_per_pass, in_chunks, random_background
+from .core.fills import FillCheck, check_kind, hiding_fill, make_fill, random_background
+from .core.optimize import MaskOptimizer, images_per_pass, in_chunks
 from .core.progress import ProgressBar
 from .core.relevance import relevance_maps, relevance_probes
 from .core.taps import (
@@ -26,7 +28,7 @@ from .core.taps import (
     tap_activations,
     unwrap_model,
 )
-from .explanation import EMPTY_NOTE, Explanation
+from .explanation import Explanation
 
 
 
@@ -140,14 +142,15 @@ class Explainer:
                     self._auto_layers[size] = default_layers(self._network, size)
                 self.layers = self._auto_layers[size]
             # Each step forwards every image with its background variants: keep that within one pass.
-            group = max(1, images_per_pass(self.device, *shape[-2:]) // (1 + cfg.n_backgrounds))
+            group = max(1, images_per_pass(self.device, *shape[-2:]) // (1 + len(cfg.check_fills) + cfg.n_backgrounds))
             for part in (idx[k:k + group] for k in range(0, len(idx), group)):
                 batch = torch.cat([xs[i] for i in part])
                 for i, res in zip(part, self._explain_batch(batch, [targets[i] for i in part], cfg, seed, callbacks)):
                     results[i] = res
         for res in results:
-            if res.empty_but_kept:
-                warnings.warn(f"explaining {res.target_name!r}: {EMPTY_NOTE}.", UserWarning, stacklevel=2)
+            note = res.warning()
+            if note:
+                warnings.warn(f"explaining {res.target_name!r}: {note}.", UserWarning, stacklevel=2)
         return results if many else results[0]
 
     # ------------------------------------------------------------------
@@ -165,13 +168,16 @@ class Explainer:
             logits_x = scores.detach()
             _warn_if_probabilities(logits_x)
             target = self._target_tensor(targets, logits_x)
-            fill, prob_fill = hiding_fill(x, cfg.fill, self.normalization, partial(_target_prob, net, taps), target,
-                                          logits_x.softmax(1).gather(1, target[:, None])[:, 0])
+            fill, fills = hiding_fill(x, cfg.fill, self.normalization, partial(_logits_alone, net, taps), target,
+                                      logits_x.softmax(1).gather(1, target[:, None])[:, 0])
+            prob_fill = torch.tensor([f.prob for f in fills], device=x.device)
+            checks = torch.stack([make_fill(x, check_kind(k), self.normalization) for k in cfg.check_fills]) \
+                if cfg.check_fills else None
             relevance = relevance_maps(scores, probes, acts_x, target) if cfg.target_aware else None
             del scores, probes  # the graph of x's forward
             opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
                                 callbacks, net=None if mask_net is None else mask_net(target, acts_x),
-                                relevance=relevance, prob_fill=prob_fill)
+                                relevance=relevance, prob_fill=prob_fill, checks=checks)
             info = self._start_info(x, target, fill, cfg, opt)
             _call(callbacks, "on_start", info)
             try:
@@ -181,7 +187,7 @@ class Explainer:
                     opt.run()
             except KeyboardInterrupt:
                 taps.reset()
-                so_far = self._finish(opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted=True)
+                so_far = self._finish(opt, x, fills, target, logits_x, acts_x, cfg, start, interrupted=True)
                 self.last_partial = so_far[0] if len(so_far) == 1 else so_far
                 _call(callbacks, "on_end", {"interrupted": True, "best_mask": opt.best_masks[0].cpu(),
                                             "result": so_far[0]})
@@ -191,7 +197,7 @@ class Explainer:
                 with contextlib.suppress(Exception):
                     _call(callbacks, "on_end", {"interrupted": True, "best_mask": opt.best_masks[0].cpu(), "result": None})
                 raise
-            results = self._finish(opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted=False)
+            results = self._finish(opt, x, fills, target, logits_x, acts_x, cfg, start, interrupted=False)
         _call(callbacks, "on_end", {"interrupted": False, "best_mask": results[0].mask, "result": results[0]})
         return results
 
@@ -226,17 +232,18 @@ class Explainer:
                 "fill_image": to_display(fill[0], self.normalization) if self.normalization is not None else None,
                 "target": t, "target_name": name, "mask_shape": opt.size, "prob_original": float(opt.prob_x[0])}
 
-    def _finish(self, opt, x, fill, target, logits_x, acts_x, cfg, start, interrupted) -> list[Explanation]:
+    def _finish(self, opt, x, fills, target, logits_x, acts_x, cfg, start, interrupted) -> list[Explanation]:
         net = self._network
         masks = opt.best_masks.detach()
         m4 = masks[:, None]
-        e = m4 * x + (1 - m4) * fill
+        e = m4 * x + (1 - m4) * opt.fill
         if not interrupted:
             opt.phase("scoring the explanation and its random backgrounds")
         with torch.no_grad():
             logits_e = _logits(net(e.clone()))  # e itself goes into the result
             acts_e = opt.taps.collect()
             robust = self._robustness(x, masks, target, cfg, opt.gen) if not interrupted and cfg.robustness_draws else None
+            checks = self._checks(x, masks, target, cfg, opt.checks)
         seconds = time.perf_counter() - start
         probs_x, probs_e = logits_x.softmax(1), logits_e.softmax(1)
         out = []
@@ -245,7 +252,9 @@ class Explainer:
             out.append(Explanation(
                 mask=masks[i].float().cpu(),
                 explanation=e[i].detach().cpu(),
-                fill=fill[i].detach().cpu(),
+                fill=dataclasses.replace(fills[i], image=fills[i].image.detach().cpu()),
+                checks=tuple(c[i] for c in checks),
+                sufficient=bool(opt.best_rank[i] == 2),
                 input=x[i].detach().cpu(),
                 target=t,
                 prob_original=float(probs_x[i, t]),
@@ -269,6 +278,20 @@ class Explainer:
             ))
         return out
 
+    def _checks(self, x, masks, target, cfg, fills) -> list[list[FillCheck]]:
+        """Per check fill, per image: does the label hold with that fill outside the mask, and does the
+        fill alone give the target (then the check says little)."""
+        out = []
+        m4 = masks[:, None]
+        for kind, fill in zip(cfg.check_fills, fills):
+            logits = in_chunks(lambda b: _logits(self._network(b)), torch.cat([m4 * x + (1 - m4) * fill, fill]))
+            probs = logits.softmax(1).gather(1, target.repeat(2)[:, None])[:, 0]
+            top = logits.argmax(1) == target.repeat(2)
+            b = x.shape[0]
+            out.append([FillCheck(check_kind(kind).name, bool(top[i]), float(probs[i]), float(probs[b + i]),
+                                  not bool(top[b + i])) for i in range(b)])
+        return out
+
     def _robustness(self, x, masks, target, cfg, gen) -> torch.Tensor:
         """Share of random backgrounds (outside the mask) under which the target stays top-1.
         The draws go through the model in batches (a loop of single forwards was a fifth of an
@@ -282,12 +305,12 @@ class Explainer:
         return kept.view(cfg.robustness_draws, x.shape[0]).mean(0)
 
 
-def _target_prob(net, taps, images, target) -> torch.Tensor:
-    """p(target | image) for a batch, leaving no activations behind in the taps."""
+def _logits_alone(net, taps, images) -> torch.Tensor:
+    """Logits of a batch, leaving no activations behind in the taps."""
     with torch.no_grad():
-        probs = _logits(net(images.clone())).softmax(1).gather(1, target[:, None])[:, 0]
+        logits = in_chunks(lambda b: _logits(net(b.clone())), images)
     taps.reset()
-    return probs
+    return logits
 
 
 def _logits(out) -> torch.Tensor:

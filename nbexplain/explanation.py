@@ -10,12 +10,17 @@ import torch
 from torch import nn
 
 from .config import ExplainConfig
+from .core.fills import Fill, FillCheck
 from .core.inputs import Normalization
 
 
 EMPTY_NOTE = (
     "The mask is empty because the model gives this class to the fill alone (no pixel of the image "
     "is needed for it); explain another class, or compare with another fill (fill='mean')"
+)
+NO_HIDING_FILL_NOTE = (
+    "No fill hides this class: the model gives it to the fill alone ({fill}, p={prob:.3f}; tried {tried}), "
+    "so the mask shows at most what the image adds to it, not what the model needs for it; explain another class"
 )
 
 
@@ -47,7 +52,12 @@ class Explanation:
     config: ExplainConfig
     normalization: Normalization | None = None
     robustness: float | None = None  #: share of random backgrounds (outside the mask) that keep the label
-    fill: torch.Tensor | None = None  #: what the removed pixels became [C, H, W], model space
+    #: what the removed pixels became (``fill.image`` [C, H, W], model space), and whether it hides the class
+    fill: Fill | None = None
+    #: the mask under the other neutral fills of ``config.check_fills``
+    checks: tuple[FillCheck, ...] = ()
+    #: the method's own verdict: label kept with the probability needed under the fill, and under every check
+    sufficient: bool | None = None
     interrupted: bool = False
     _network: nn.Module | None = field(default=None, repr=False)
 
@@ -104,15 +114,28 @@ class Explanation:
     def summary(self) -> str:
         status = "INTERRUPTED, best mask so far; " if self.interrupted else ""
         kept = "kept" if self.label_kept else "NOT kept"
-        robust = f", robust to {self.robustness:.0%} of random backgrounds" if self.robustness is not None else ""
+        checks = "".join(f"; {'also' if c.label_kept else 'NOT'} kept under the {c.name}" for c in self.checks)
+        robust = f"; robust to {self.robustness:.0%} of random backgrounds" if self.robustness is not None else ""
         text = (
             f"Explanation of {self.target_name!r} ({status}{self.steps} steps, {self.seconds:.1f} s): "
             f"keeps {self.area:.1%} of the pixels; p({self.target_name}) {self.prob_original:.3f} on the image, "
-            f"{self.prob_explanation:.3f} on the explanation (label {kept}{robust})"
+            f"{self.prob_explanation:.3f} on the explanation (label {kept}{checks}{robust})"
         )
-        if self.empty_but_kept:
-            text += f". {EMPTY_NOTE}"
+        if self.fill is not None:
+            text += f"; {self.fill.describe(self.target_name)}"
+        note = self.warning()
+        if note:
+            text += f". {note}"
         return text
+
+    def warning(self) -> str | None:
+        """What the user must know before trusting this mask, or None."""
+        fill = self.fill
+        if fill is not None and not fill.hides:
+            return NO_HIDING_FILL_NOTE.format(fill=fill.name, prob=fill.prob, tried=", ".join(fill.tried) or "none")
+        if self.empty_but_kept:
+            return EMPTY_NOTE
+        return None
 
     @property
     def empty_but_kept(self) -> bool:

@@ -275,6 +275,37 @@ def test_vgg_like_sequential_cnn_with_flatten_head():
     assert c.size == 2 + 3
     sized = read_circuit(model, ["1", "4"], acts, target=int(logits.argmax()), inputs=x)
     assert sized.sizing is not None and sized.validate(repeats=0).kept_circuit
+    assert sized.validate(repeats=0).sufficient_circuit  # sized by the very test validate() applies
+
+
+def test_a_sufficient_circuit_keeps_the_top_class_and_recovers_half_of_what_the_channels_add():
+    from nbexplain.core.circuit_validate import CircuitValidation
+
+    def check(prob, predicted, random=()):
+        return CircuitValidation(
+            target=0, target_name=None, fill="zero", layers=("a",), kept_channels=(1,), total_channels=(4,),
+            prob_clean=0.9, predicted_clean=0, prob_circuit=prob, predicted_circuit=predicted, prob_empty=0.3,
+            predicted_empty=0, random_probs=tuple(p for p, _ in random), random_predicted=tuple(c for _, c in random),
+            random_sets=tuple({} for _ in random), seed=0)
+
+    assert check(0.6, 0).needed() == pytest.approx(0.6)  # 0.3 + 0.5 * (0.9 - 0.3)
+    assert check(0.6, 0).sufficient_circuit and check(0.6, 0).kept_circuit
+    weak = check(0.5, 0, random=[(0.5, 0), (0.7, 0), (0.8, 1)])
+    assert weak.kept_circuit and not weak.sufficient_circuit  # top-1 on the biases' share is not enough
+    assert weak.random_kept_rate == pytest.approx(2 / 3) and weak.random_sufficient_rate == pytest.approx(1 / 3)
+
+
+def test_the_drawing_shows_the_strongest_source_of_a_node_whose_sources_it_would_leave_out():
+    from nbexplain.circuit_plot import strongest
+
+    nodes = [{"id": f"a:{i}", "kind": "channel", "layer": "a", "layer_index": 0, "energy": 1.0, "relevance": 10.0 - i}
+             for i in range(4)]
+    nodes += [{"id": "b:0", "kind": "channel", "layer": "b", "layer_index": 1, "energy": 1.0, "relevance": 1.0}]
+    edges = [{"source": "a:3", "target": "b:0", "score": 0.5}, {"source": "a:2", "target": "b:0", "score": 0.2}]
+    shown, more = strongest({"layers": ["a", "b"], "nodes": nodes, "edges": edges}, per_layer=2)
+    ids = {n["id"] for n in shown["nodes"]}
+    assert ids == {"a:0", "a:1", "a:3", "b:0"} and more == {"a": 1, "b": 0}
+    assert shown["edges"] == [edges[0]]
 
 
 # ----------------------------------------------------------------------------- node selection

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from nbexplain.config import ExplainConfig
-from nbexplain.core.optimize import TERMS, MaskOptimizer, make_fill
+from nbexplain.core.fills import make_fill
+from nbexplain.core.optimize import TERMS, MaskOptimizer
 from nbexplain.core.taps import borrowed, tap_activations
 from nbexplain.core.inputs import Normalization
 

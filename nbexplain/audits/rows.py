@@ -37,6 +37,9 @@ ROW_SCHEMA = pa.schema([
     ("label_kept", pa.bool_()),
     ("empty_but_kept", pa.bool_()),
     ("robustness", pa.float32()),
+    ("sufficient", pa.bool_()),  # label kept with the probability needed, under its fill and every check fill
+    ("fill", pa.string()),  # what removed pixels became
+    ("fill_hides", pa.bool_()),  # the fill alone does not give the target (else the mask says little)
     ("on_object", pa.float32()),  # share of kept pixels on the labelled object (null: no object mask)
     ("channels", pa.list_(pa.string())),  # the circuit's channels, "layer:index"
     ("mask_h", pa.int32()),
@@ -103,7 +106,7 @@ class AuditWorker:
             return {**base, "error": f"{type(err).__name__}: {err}"}
         target = self._target_for(label)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # empty-mask notes are in the row (empty_but_kept)
+            warnings.simplefilter("ignore")  # empty-mask and fill notes are in the row (empty_but_kept, fill_hides)
             res = self.explainer.explain(x, target=target, seed=image_seed(self.seed, image_id), progress=False,
                                          live=False)
         mask = res.mask.numpy() > 0.5
@@ -120,6 +123,9 @@ class AuditWorker:
             "label_kept": res.label_kept,
             "empty_but_kept": res.empty_but_kept,
             "robustness": res.robustness,
+            "sufficient": res.sufficient,
+            "fill": res.fill.name,
+            "fill_hides": res.fill.hides,
             "on_object": _on_object(mask, obj),
             "channels": _circuit_channels(res) if self.circuits else [],
             "mask_h": mask.shape[0],

@@ -10,8 +10,10 @@ What the graph means
   *relevance* to the target (activation times the gradient of the target's logit,
   summed over space: a first-order estimate of what filling the channel costs), and
   each layer keeps the shortest prefix with which the circuit alone - every other
-  channel of every tapped layer filled - still has the target as its top class, the
-  very test of :meth:`Circuit.validate` (see ``circuit_validate.decision_sizes``).
+  channel of every tapped layer filled - is sufficient: the target stays the top class
+  and recovers ``CircuitConfig.recover`` (half) of what the channels add to its
+  probability over the empty set, the very test of :meth:`Circuit.validate` (see
+  ``circuit_validate.decision_sizes``).
   ``Circuit.sizing`` records the sizes, the share of the tapped channels and whether
   the target was kept. With ``sizing="fixed"``, a ``nodes_per_layer`` budget, or no
   input, each layer keeps its K channels with the highest *energy* on ``acts``
@@ -193,7 +195,7 @@ class Circuit:
             self._model, self.layers, self.channels, inputs, target=self.target, target_name=self.target_name,
             fill=cfg.validate_fill if fill is None else fill,
             repeats=cfg.validate_repeats if repeats is None else repeats,
-            seed=cfg.validate_seed if seed is None else seed,
+            seed=cfg.validate_seed if seed is None else seed, recover=cfg.recover,
         )
 
     def __repr__(self) -> str:
@@ -245,7 +247,8 @@ def read_circuit(model, layers, acts, target, acts_other=None, config=None, labe
     if config.sizing == "decision" and inputs is not None and config.nodes_per_layer is None:
         relevance = channel_relevance(model, layers, inputs, target, config.validate_fill)
         orders = {name: _top_channels(relevance[name], len(relevance[name])) for name in layers}
-        sizing = decision_sizes(model, layers, orders, inputs, target=target, fill=config.validate_fill)
+        sizing = decision_sizes(model, layers, orders, inputs, target=target, fill=config.validate_fill,
+                                recover=config.recover)
         selected = {name: orders[name][:sizing.sizes[name]] for name in layers}
     else:
         selected = {

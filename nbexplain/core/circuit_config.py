@@ -37,6 +37,10 @@ class CircuitConfig:
         or ``"mean"`` (the channel's own spatial mean in that forward pass).
     validate_repeats: random channel sets of equal size drawn by ``validate()``.
     validate_seed: seed of those draws.
+    recover: the share of what the channels add to the target's probability over the empty
+        set (every channel filled) that a sufficient circuit must recover, besides keeping the
+        target as the top class; decision sizing and ``validate()``'s verdict use it. Top-1 alone
+        passed random channel sets of a third of a scene ResNet-18 on 30 % of its scenes.
     """
 
     sizing: str = "decision"
@@ -53,6 +57,7 @@ class CircuitConfig:
     validate_fill: str = "zero"
     validate_repeats: int = 20
     validate_seed: int = 0
+    recover: float = 0.5
 
     def __post_init__(self):
         spec = self.nodes_per_layer
@@ -73,6 +78,8 @@ class CircuitConfig:
         check_choice("energy", self.energy, ENERGIES)
         check_choice("transfer_norm", self.transfer_norm, ("max", "none"))
         check_choice("validate_fill", self.validate_fill, ("zero", "mean"))
+        if not (isinstance(self.recover, (int, float)) and 0 <= self.recover <= 1):
+            raise ValueError(f"recover must be in [0, 1], got {self.recover!r}.")
         if not isinstance(self.fold_batchnorm, bool):
             raise TypeError(f"fold_batchnorm must be True or False, got {self.fold_batchnorm!r}.")
 

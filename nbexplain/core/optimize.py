@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..config import ExplainConfig
 from . import losses
+from .fills import random_background
 from .masknet import MaskUNet
 from .pieces import label_pieces, pieces_by_size
 from .relevance import position_weights, start_logits
@@ -58,52 +59,6 @@ def working_size(h: int, w: int, cfg: ExplainConfig) -> tuple[int, int]:
     return max(floor, round(h * scale)), max(floor, round(w * scale))
 
 
-#: blur strengths of the "blur" fill (sigma as a share of the longest side), weakest first: see ``hiding_fill``
-BLUR_SIGMAS = (1 / 24, 1 / 12, 1 / 6)
-#: the fill may keep at most this share of the target's probability on the image before it is blurred more
-FILL_LEAK = 0.25
-
-
-def make_fill(x: torch.Tensor, kind: str, normalization, blur: float = BLUR_SIGMAS[0]) -> torch.Tensor:
-    """What removed pixels become, in model space, shaped like x [B, C, H, W]."""
-    if kind == "blur":
-        from torchvision.transforms.functional import gaussian_blur
-
-        sigma = max(x.shape[-2:]) * blur
-        k = int(2 * math.ceil(3 * sigma) + 1)
-        k = min(k, 2 * (min(x.shape[-2:]) // 2) - 1)
-        return gaussian_blur(x, [k, k], [sigma, sigma])
-    if normalization is None:
-        # Unknown preprocessing: use the image's own statistics.
-        stat = x.mean(dim=(2, 3), keepdim=True) if kind == "mean" else x.amin(dim=(2, 3), keepdim=True)
-        return stat.expand_as(x).clone()
-    mean = torch.tensor(normalization.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(normalization.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    pixel = mean if kind == "mean" else torch.zeros_like(mean)
-    return ((pixel - mean) / std).expand_as(x).clone()
-
-
-@torch.no_grad()
-def hiding_fill(x: torch.Tensor, kind: str, normalization, prob_of, target: torch.Tensor, prob_x: torch.Tensor):
-    """The fill for x, and the target's probability on it (``prob_of(images, target)`` -> [B]).
-
-    A blur of a small, flat object is still that object (a pale blob where a triangle was), and
-    the model may keep its label on it: a mask would then need no pixel of the object. So the
-    images whose blur keeps more than ``FILL_LEAK`` of p(target | x) are blurred more, up to the
-    strongest of ``BLUR_SIGMAS``. On photos the weakest blur already hides the class."""
-    fill = make_fill(x, kind, normalization)
-    prob = prob_of(fill, target)
-    if kind != "blur":
-        return fill, prob
-    for blur in BLUR_SIGMAS[1:]:
-        leaks = (prob > FILL_LEAK * prob_x).nonzero()[:, 0]
-        if not len(leaks):
-            break
-        fill[leaks] = make_fill(x[leaks], kind, normalization, blur)
-        prob[leaks] = prob_of(fill[leaks], target[leaks])
-    return fill, prob
-
-
 def images_per_pass(device: torch.device, height: int, width: int) -> int:
     """How many images of this size go through the model at once: about 32 of 224 x 224 pixels on
     an accelerator; on a CPU about 4, since larger batches outgrow its caches (EfficientNet-Lite0:
@@ -117,18 +72,6 @@ def in_chunks(fn, batch: torch.Tensor) -> torch.Tensor:
     scoring many masks of large images stays within memory."""
     chunk = images_per_pass(batch.device, *batch.shape[-2:])
     return torch.cat([fn(batch[i:i + chunk]) for i in range(0, batch.shape[0], chunk)])
-
-
-def random_background(kind: str, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A random replacement for the pixels outside the mask, matched to x's per-channel range."""
-    if kind == "zeros":
-        return torch.zeros_like(x)
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    std = x.std(dim=(2, 3), keepdim=True) + 1e-3
-    if kind == "gaussian":
-        return mean + std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-    lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
-    return lo + (hi - lo) * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)
 
 
 def _layer_weights(cfg: ExplainConfig, n: int) -> list[float]:
@@ -207,14 +150,19 @@ class MaskOptimizer:
 
     ``start_share`` is the share of the mask that is on at the start (``run()`` then moves the
     budget to the smallest sufficient cut of the relevance ranking, when relevance is given);
+    ``checks`` [n, B, C, H, W] are other neutral fills: a mask counts as sufficient only if the label
+    also holds with each of them outside it (and they join the cross-entropy term).
     ``step_offset`` shifts the step numbers that callbacks see, and ``prob_fill``
     (the target's probability on the fill alone, computed if not given) saves a
     forward pass (both for a retry that continues a run).
     """
 
     def __init__(self, model, taps: Taps, layers, x, target, acts_x, logits_x, fill, cfg, seed, callbacks=(),
-                 net=None, start_share: float = 0.5, step_offset: int = 0, prob_fill=None, relevance=None):
+                 net=None, start_share: float = 0.5, step_offset: int = 0, prob_fill=None, relevance=None,
+                 checks=None):
         self.model, self.taps, self.layers = model, taps, layers
+        # Other neutral fills [n, B, C, H, W] under which a sufficient mask must keep the label too.
+        self.checks = x.new_zeros((0, *x.shape)) if checks is None else checks
         self.x, self.target, self.fill, self.cfg = x, target, fill, cfg
         self.acts_x, self.logits_x = acts_x, logits_x
         self.prob_x = logits_x.softmax(1).gather(1, target[:, None])[:, 0]
@@ -410,6 +358,12 @@ class MaskOptimizer:
         good = (logits.argmax(1) == target) & (p >= self.prob_needed[rows])
         if eligible is not None:
             good &= eligible
+        for check in self.checks:
+            todo = good.nonzero()[:, 0]
+            if len(todo):
+                mt = m[todo]
+                held = self._forward(mt * self.x[rows[todo]] + (1 - mt) * check[rows[todo]]).argmax(1) == target[todo]
+                good[todo] &= held
         if backgrounds and bool(good.any()):
             kinds = self.cfg.backgrounds
             for j in range(self.cfg.n_backgrounds):
@@ -495,14 +449,15 @@ class MaskOptimizer:
         cfg, x, b = self.cfg, self.x, self.x.shape[0]
         p, m_work, hard, m = self.masks()
         m4 = m[:, None]
-        batch = [m4 * x + (1 - m4) * self.fill]
+        batch = [m4 * x + (1 - m4) * self.fill] + [m4 * x + (1 - m4) * check for check in self.checks]
+        n_checks = len(self.checks)
         kinds, n_var = cfg.backgrounds, self.variants_at(step)
         for j in range(n_var):
             kind = kinds[(step // self._every * cfg.n_backgrounds + j) % len(kinds)]
             batch.append(m4 * x + (1 - m4) * random_background(kind, x, self.gen))
         logits = self.model(torch.cat(batch))
         acts = self.taps.collect()
-        logits_e = logits[:b]
+        logits_e, logits_c = logits[:b], logits[b:(1 + n_checks) * b].reshape(n_checks, b, logits.shape[1])
         act = sum(
             w * losses.activation_distance(self.acts_x[name], acts[name][:b], d, self.act_weights.get(name))
             for name, w, d in zip(self.layers, self.layer_weights, self.distances)
@@ -510,6 +465,8 @@ class MaskOptimizer:
         terms = {
             "activation": act,
             "kl": losses.output_kl(self.logits_x, logits_e, cfg.temperature),
+            # Only the mask's own fill: through the check fills' gradients the mask learns outlines that read
+            # as the class against a flat colour (precision on the scenes 0.81 -> 0.77); they only judge.
             "ce": losses.label_ce(logits_e, self.target),
             # Area and TV of the binary mask itself, so they measure what is really kept.
             "area": losses.area(m_work),
@@ -517,13 +474,13 @@ class MaskOptimizer:
             "tv": losses.total_variation(m_work),
         }
         if n_var:  # on steps without variants the term is 0, and its weight doubles on the others
-            variants = logits[b:].reshape(n_var, b, -1)
+            variants = logits[(1 + n_checks) * b:].reshape(n_var, b, -1)
             ce = torch.stack([losses.label_ce(v, self.target) for v in variants]).mean(0)
             terms["robustness"] = ce * self._every
             self._shown_robustness = ce.detach()
         else:
             terms["robustness"] = torch.zeros(b, device=x.device)
-        return terms, hard, logits_e.detach(), logits[b:].detach()
+        return terms, hard, logits_e.detach(), logits_c.detach(), logits[(1 + n_checks) * b:].detach()
 
     def run(self) -> None:
         """Optimise (from the smallest sufficient cut of the relevance ranking, when there is one);
@@ -563,7 +520,7 @@ class MaskOptimizer:
             {k: v[rows] for k, v in self.acts_x.items()}, self.logits_x[rows], self.fill[rows], self.cfg,
             self.seed + 1_000_003, self.callbacks if shows_first else (), start_share=self.cfg.retry_area,
             step_offset=self.steps_run, prob_fill=self.prob_fill[rows],
-            relevance={k: v[rows] for k, v in self.relevance.items()},
+            relevance={k: v[rows] for k, v in self.relevance.items()}, checks=self.checks[:, rows],
         )
         try:
             again._optimise()
@@ -585,7 +542,7 @@ class MaskOptimizer:
         since_best = torch.zeros(b, dtype=torch.long, device=self.x.device)
         previous = None
         for step in range(cfg.steps):
-            terms, hard, logits_e, logits_v = self.loss_terms(step)
+            terms, hard, logits_e, logits_c, logits_v = self.loss_terms(step)
             if self.budget is None:
                 total = total_loss(cfg, terms, logits_e, self.target, self.prob_fill, self.prob_needed)
             else:  # the budget sets the area: no price per pixel, and TV at full weight
@@ -603,8 +560,9 @@ class MaskOptimizer:
                     kept_v = (logits_v.argmax(1) == self.target.repeat(logits_v.shape[0] // b)).reshape(-1, b).all(0)
                 else:
                     kept_v = torch.ones_like(kept)
+                kept_c = (logits_c.argmax(2) == self.target).all(0)
                 confident = probs >= self.prob_needed
-                sufficient = kept & confident & (kept_v if cfg.strict_backgrounds else True)
+                sufficient = kept & confident & kept_c & (kept_v if cfg.strict_backgrounds else True)
                 self._track_best(total.detach(), hard, kept, sufficient)
                 if previous is not None:
                     flipped = (hard != previous).float().flatten(1).mean(1)
@@ -618,7 +576,7 @@ class MaskOptimizer:
                 # Done when the mask has settled with the label safe, or when the best mask
                 # has not improved for a while (e.g. a mask stuck empty wastes no more steps).
                 since_best = torch.where(self._improved, torch.zeros_like(since_best), since_best + 1)
-                done = ((stable >= cfg.patience) & kept & kept_v) | (since_best >= 3 * cfg.patience)
+                done = ((stable >= cfg.patience) & kept & kept_c & kept_v) | (since_best >= 3 * cfg.patience)
                 if self.budget is not None:
                     # Shrink the budget after a sufficient mask, grow it after an insufficient one;
                     # done once no smaller sufficient mask has come for `patience` steps, or (with none

@@ -70,7 +70,7 @@ def robustness(
     matched to x's per-channel statistics (the same kinds the explainer
     trains with; seeded with ``seed``, so the number is reproducible).
     """
-    from ..core.optimize import random_background
+    from ..core.fills import random_background
 
     a, target = _prepare(mask, target)
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
