@@ -107,6 +107,8 @@ class Answer(NamedTuple):
     area: float | None = None
     p_e: float | None = None
     kept: bool | None = None
+    fill: str | None = None  #: the fill nbexplain used, and whether it hides the class alone
+    kept_mean: bool | None = None  #: the label holds with the mean colour outside the mask
 
 
 def make_methods(zoo, names, ep_iterations, options=None):
@@ -118,7 +120,9 @@ def make_methods(zoo, names, ep_iterations, options=None):
     def nbexplain(preset):
         def run(x, t):
             res = ex.explain(x, target=t, config=preset, live=False, progress=False, **(options or {}))
-            return Answer(res.mask, res.area, res.prob_explanation, res.label_kept)
+            mean = [c.label_kept for c in res.checks if c.name == "mean colour"]
+            return Answer(res.mask, res.area, res.prob_explanation, res.label_kept,
+                          f"{res.fill.name}, {'hides' if res.fill.hides else 'does NOT hide'}", mean[0] if mean else None)
         return run
 
     table = {
@@ -163,9 +167,11 @@ def play(zoo, grids, methods, per_cell):
         print(f"grid {g}: {names}, explaining {zoo.labels[classes[k]]!r} (cell {k}, p={float(p_grid[classes[k]]):.2f})",
               file=sys.stderr)
         for name, fn in methods.items():
-            (amap, area, p_e, _), sec = timed(fn, grid, classes[k])
-            rows[name].append({"share": in_cell_share(amap, k), "area": area, "seconds": sec,
-                               "p_grid": float(p_grid[classes[k]]), "p_e": p_e})
+            answer, sec = timed(fn, grid, classes[k])
+            amap = answer.map
+            rows[name].append({"share": in_cell_share(amap, k), "area": answer.area, "seconds": sec,
+                               "p_grid": float(p_grid[classes[k]]), "p_e": answer.p_e, "kept_mean": answer.kept_mean,
+                               "fill_hides": None if answer.fill is None else "does NOT" not in answer.fill})
             if per_cell:
                 for j in range(4):
                     amap_j = amap if j == k else fn(grid, classes[j]).map
@@ -183,7 +189,8 @@ def fmt(v, pattern="{:.2f}"):
 
 
 def grid_table(rows, cells, per_cell):
-    head = "| method | in-cell share ↑ (min) | area kept | p(target): explanation ≥ grid | seconds per grid |"
+    head = ("| method | in-cell share ↑ (min) | area kept | p(target): explanation ≥ grid | fill hides the class | "
+            "label kept under the mean colour | seconds per grid |")
     if per_cell:
         head += " GridPG, every cell ↑ |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
@@ -191,8 +198,13 @@ def grid_table(rows, cells, per_cell):
         share = [r["share"] for r in rs]
         ok = [r["p_e"] >= r["p_grid"] for r in rs if r["p_e"] is not None]
         kept = f"{sum(ok)}/{len(ok)}" if ok else ""
+
+        def count(key):
+            known = [r[key] for r in rs if r.get(key) is not None]
+            return f"{sum(known)}/{len(known)}" if known else ""
+
         line = (f"| {name} | {mean(share):.2f} ({min(share):.2f}) | {fmt(mean([r['area'] for r in rs]))} | {kept} | "
-                f"{mean([r['seconds'] for r in rs]):.2f} |")
+                f"{count('fill_hides')} | {count('kept_mean')} | {mean([r['seconds'] for r in rs]):.2f} |")
         if per_cell:
             line += f" {mean(cells[name]):.2f} |"
         lines.append(line)
@@ -206,20 +218,23 @@ def photo_table(zoo, methods, n_photos):
     from nbexplain.datasets import README_PHOTOS, load_photo
     from nbexplain.metrics import deletion_curve, insertion_curve
 
-    lines = ["| photo | class | method | area kept | label kept | deletion AUC ↓ | insertion AUC ↑ | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| photo | class | method | area kept | label kept | fill (does it hide the class alone?) | "
+             "label kept under the mean colour | deletion AUC ↓ | insertion AUC ↑ | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for photo in README_PHOTOS[:n_photos]:
         x = zoo.preprocess(load_photo(photo))
         with torch.no_grad():
             t = int(zoo.model(x[None]).argmax())
         for name, fn in methods.items():
-            (amap, area, _, kept), sec = timed(fn, x, t)
+            answer, sec = timed(fn, x, t)
+            amap, area, kept = answer.map, answer.area, answer.kept
             attr = as_attribution(amap, target=t, method=name)
             dele = deletion_curve(zoo.model, x, attr, target=t).auc
             ins = insertion_curve(zoo.model, x, attr, target=t).auc
             kept = "" if kept is None else ("yes" if kept else "no")
-            lines.append(f"| {photo} | {zoo.labels[t]} | {name} | {fmt(area, '{:.1%}')} | {kept} | {dele:.3f} | "
-                         f"{ins:.3f} | {sec:.2f} |")
+            mean_kept = "" if answer.kept_mean is None else ("yes" if answer.kept_mean else "no")
+            lines.append(f"| {photo} | {zoo.labels[t]} | {name} | {fmt(area, '{:.1%}')} | {kept} | {answer.fill or ''} | "
+                         f"{mean_kept} | {dele:.3f} | {ins:.3f} | {sec:.2f} |")
     return "\n".join(lines)
 
 

@@ -44,6 +44,33 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+#: fill checks beside nbexplain.metrics.METRICS (same form: higher is better?, what it measures)
+FILL_METRICS = {
+    "kept_mean_colour": (True, "the mask keeps the target as top-1 with the mean colour outside it"),
+    "fill_alone_target": (False, "the explanation's fill alone is classified as the target"),
+}
+
+
+def fill_scores(model, c, target) -> dict[str, dict[str, float]]:
+    """Per method: does its mask (at the comparison's area) keep the target with the mean colour outside
+    it; and does the explanation's fill alone, which every method's mask is scored with, give the target."""
+    from nbexplain.core.fills import make_fill
+    from nbexplain.metrics import apply_mask
+
+    x = c.input[None]
+    mean = make_fill(x, "mean", c.normalization)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        alone = int(model(c.fill.reshape(x.shape).to(device)).argmax()) == target
+        out = {}
+        for m in c.methods:
+            mask = c.explanation.mask if m == "nbexplain" and c.explanation is not None \
+                else c.attributions[m].as_mask(c.area)
+            kept = int(model(apply_mask(x, mask, mean).to(device)).argmax()) == target
+            out[m] = {"kept_mean_colour": float(kept), "fill_alone_target": float(alone)}
+    return out
+
+
 def summarise(rows: list[dict]) -> dict[str, tuple[float, float]]:
     """metric -> (mean, standard deviation) over scenes (population std; 0 for one scene)."""
     out = {}
@@ -125,6 +152,8 @@ def main(argv=None) -> int:
         correct += pred == label
         target = label if args.target == "label" else pred
         c = compare(model, x, methods=methods, gt_mask=scenes.masks[i], target=target, explainer=explainer)
+        for m, extra in fill_scores(model, c, target).items():
+            c.scores[m].update(extra)
         if amortized is not None:
             c.scores["nbexplain amortised"] = compare(model, x, methods=["nbexplain"], gt_mask=scenes.masks[i],
                                                      target=target, explainer=amortized).scores["nbexplain"]
@@ -143,7 +172,7 @@ def main(argv=None) -> int:
     header = (f"{args.n} scenes (seed {args.seed}, {args.size} px), zoo model {args.weights or args.model!r} "
               f"(top-1 accuracy on them {correct / args.n:.1%}), target: {args.target}; "
               f"continuous maps binarised at {reference}; mean ± std over scenes")
-    table = markdown_table(summary, METRICS)
+    table = markdown_table(summary, {**METRICS, **FILL_METRICS})
     print(header)
     print()
     print(table)
