@@ -45,6 +45,10 @@ def parse_args(argv=None):
     p.add_argument("--ep-iterations", type=int, default=800)
     p.add_argument("--options", default="", help="ExplainConfig overrides for nbexplain, e.g. 'keep_ratio=0.8,steps=60'")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amortized", type=int, default=0, metavar="N",
+                   help="also fit an amortised explainer on N augmented images (flipped, cropped photos and grids "
+                        "of other arrangements) and add its rows: one pass, and refine=10")
+    p.add_argument("--fit-steps", type=int, default=600, help="distillation steps of that fit")
     p.add_argument("--threads", type=int, default=None)
     return p.parse_args(argv)
 
@@ -111,7 +115,53 @@ class Answer(NamedTuple):
     kept_mean: bool | None = None  #: the label holds with the mean colour outside the mask
 
 
-def make_methods(zoo, names, ep_iterations, options=None):
+def answer_of(res) -> Answer:
+    """An nbexplain result as the benchmark reads it."""
+    mean = [c.label_kept for c in res.checks if c.name == "mean colour"]
+    return Answer(res.mask, res.area, res.prob_explanation, res.label_kept,
+                  f"{res.fill.name}, {'hides' if res.fill.hides else 'does NOT hide'}", mean[0] if mean else None)
+
+
+def training_images(photos, n, seed):
+    """``n`` augmented model inputs [3, 224, 224] to fit an amortised explainer on: grids of the photos
+    in random arrangements (never the benchmark's own, which use another seed) and single photos,
+    each randomly flipped and cropped."""
+    g = torch.Generator().manual_seed(seed)
+    cells = [p[1] for p in photos]
+
+    def augment(img):
+        if torch.rand(1, generator=g) < 0.5:
+            img = img.flip(-1)
+        scale = 0.75 + 0.25 * float(torch.rand(1, generator=g))
+        h = int(img.shape[-1] * scale)
+        top, left = (int(torch.randint(0, img.shape[-1] - h + 1, (1,), generator=g)) for _ in range(2))
+        crop = img[:, top:top + h, left:left + h][None]
+        return torch.nn.functional.interpolate(crop, size=img.shape[-2:], mode="bilinear", align_corners=False)[0]
+
+    out = []
+    for i in range(n):
+        if i % 4 == 3:  # a single photo, at full size
+            cell = cells[int(torch.randint(0, len(cells), (1,), generator=g))]
+            out.append(augment(torch.nn.functional.interpolate(cell[None], size=(SIZE, SIZE), mode="bilinear",
+                                                               align_corners=False)[0]))
+        else:
+            pick = torch.randperm(len(cells), generator=g)[:4].tolist()
+            four = [augment(cells[k]) for k in pick]
+            out.append(torch.cat([torch.cat(four[:2], 2), torch.cat(four[2:], 2)], 1))
+    return torch.stack(out)
+
+
+def fit_amortized(zoo, photos, n, steps, seed):
+    from nbexplain.amortized import AmortizedExplainer
+
+    am = AmortizedExplainer(zoo.model, preprocess=zoo.preprocess, labels=zoo.labels)
+    am.fit(training_images(photos, n, seed + 1), steps=steps, batch_size=8, progress=False)
+    print(f"amortised explainer fitted on {n} augmented images in {am.fit_info['seconds']:.0f} s "
+          f"(teacher {am.fit_info['teacher_seconds']:.0f} s)", file=sys.stderr)
+    return am
+
+
+def make_methods(zoo, names, ep_iterations, options=None, amortized=None):
     from nbexplain import Explainer
     from nbexplain.baselines import gradcam, occlusion
 
@@ -119,10 +169,7 @@ def make_methods(zoo, names, ep_iterations, options=None):
 
     def nbexplain(preset):
         def run(x, t):
-            res = ex.explain(x, target=t, config=preset, live=False, progress=False, **(options or {}))
-            mean = [c.label_kept for c in res.checks if c.name == "mean colour"]
-            return Answer(res.mask, res.area, res.prob_explanation, res.label_kept,
-                          f"{res.fill.name}, {'hides' if res.fill.hides else 'does NOT hide'}", mean[0] if mean else None)
+            return answer_of(ex.explain(x, target=t, config=preset, live=False, progress=False, **(options or {})))
         return run
 
     table = {
@@ -132,6 +179,15 @@ def make_methods(zoo, names, ep_iterations, options=None):
         "gradcam": lambda x, t: Answer(gradcam(zoo.model, x, t).map),
         "occlusion": lambda x, t: Answer(occlusion(zoo.model, x, t, window=15, stride=8).map),
     }
+    if amortized is not None:
+        def amortised(refine):
+            def run(x, t):
+                return answer_of(amortized.explain(x, target=t, refine=refine))
+            return run
+
+        table["nbexplain-amortised"] = amortised(0)
+        table["nbexplain-amortised-refine10"] = amortised(10)
+        names = list(names) + ["nbexplain-amortised", "nbexplain-amortised-refine10"]
     if "extremal" in names:
         try:
             import torchray  # noqa: F401  (optional benchmark-only dependency)
@@ -252,8 +308,9 @@ def main(argv=None) -> int:
         print("fewer than four photos of different classes are confident at cell size; lower --min-prob")
         return 1
     grids = make_grids(photos, args.grids, args.seed)
+    amortized = fit_amortized(zoo, photos, args.amortized, args.fit_steps, args.seed) if args.amortized else None
     methods = make_methods(zoo, [m.strip() for m in args.methods.split(",") if m.strip()], args.ep_iterations,
-                           parse_options(args.options))
+                           parse_options(args.options), amortized)
     rows, cells = play(zoo, grids, methods, args.per_cell)
     print(f"\nGrid pointing game, EfficientNet-Lite0, {len(grids)} grids of 2x2 real photos at {SIZE} px "
           "(chance 0.25)\n")

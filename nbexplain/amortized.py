@@ -2,32 +2,40 @@
 explanations in a single forward pass (optionally refined per image).
 
 The generator is the per-image U-Net, given what the frozen classifier already
-knows: its tapped activations on the image (a 1x1 projection per layer) and a
+knows: its tapped activations on the image (a 1x1 projection per layer), a
 class-specific map (a learned class embedding dotted with the deepest layer's
-channels, like a CAM), so one generator serves every class. From pixels alone a
-small U-Net cannot learn where the object is from a few hundred images; from the
-classifier's features it can.
+channels, like a CAM), and the per-image method's own starting ranking (the
+target's relevance, as it is and smoothed along the image's edges), which it
+adds to its output as a prior. It learns from the per-image masks of the
+training images what to change in that ranking; every one-pass mask is then the
+smallest sufficient cut of its logits, checked as a per-image mask is.
 """
 
 from __future__ import annotations
+
+import time
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import resolve_config
-from .core.inputs import to_model_input
-from .core.masknet import MaskUNet
 from .core.fills import make_fill
-from .core.optimize import MaskOptimizer, total_loss, working_size
+from .core.inputs import DefaultPreprocess, Normalization, to_model_input
+from .core.masknet import MaskUNet
+from .core.optimize import MaskOptimizer, images_per_pass, total_loss, working_size
+from .core.relevance import relevance_maps, relevance_probes, start_logits
 from .core.taps import borrowed, input_channels, tap_activations
 from .explainer import Explainer, _LogitsOf, _logits
 
-FORMAT = "nbexplain-amortized-2"
+FORMAT = "nbexplain-amortized-3"
+STARTS = 2  #: prior maps the generator sees: the relevance ranking as it is, and smoothed along edges
 
 
 class ConditionedMaskNet(nn.Module):
-    """U-Net over [image, projected classifier features, class map] -> mask logits."""
+    """U-Net over [image, projected classifier features, class map, relevance starts] -> mask logits,
+    plus the relevance start itself (with a learned gain) as a prior."""
 
     def __init__(self, in_channels: int, num_classes: int, feature_channels: list[int], width: int = 16,
                  depth: int = 3, proj: int = 4):
@@ -39,35 +47,37 @@ class ConditionedMaskNet(nn.Module):
         self.proj = nn.ModuleList(nn.Conv2d(c, proj, 1) for c in feature_channels)
         self.class_map = nn.Embedding(num_classes, feature_channels[-1])
         nn.init.normal_(self.class_map.weight, std=feature_channels[-1] ** -0.5)
-        self.unet = MaskUNet(in_channels + proj * len(feature_channels) + 1, n=1, width=width, depth=depth)
+        self.unet = MaskUNet(in_channels + proj * len(feature_channels) + 1 + STARTS, n=1, width=width, depth=depth)
+        self.prior = nn.Parameter(torch.tensor(1.0))
 
     @property
     def head(self):
         return self.unet.head
 
-    def forward(self, x_small: torch.Tensor, target: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x_small: torch.Tensor, target: torch.Tensor, feats: list[torch.Tensor],
+                starts: torch.Tensor) -> torch.Tensor:
         size = x_small.shape[-2:]
         # Each layer scaled to unit mean magnitude per image: layers and models differ by orders of magnitude.
         feats = [f / (f.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-6) for f in feats]
         maps = [p(f) for p, f in zip(self.proj, feats)]
         maps.append((self.class_map(target)[:, :, None, None] * feats[-1]).sum(1, keepdim=True))
         maps = [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps]
-        return self.unet(torch.cat([x_small, *maps], dim=1))
+        return self.unet(torch.cat([x_small, *maps, starts], dim=1)) + self.prior * starts.mean(1)
 
 
 class _ForTarget(nn.Module):
-    """The conditioned generator with its classes and features fixed: net_input -> logits."""
+    """The conditioned generator with its classes, features and starts fixed: net_input -> logits."""
 
-    def __init__(self, net: ConditionedMaskNet, target: torch.Tensor, feats: list[torch.Tensor]):
+    def __init__(self, net: ConditionedMaskNet, target: torch.Tensor, feats: list[torch.Tensor], starts: torch.Tensor):
         super().__init__()
-        self.net, self.target, self.feats = net, target, feats
+        self.net, self.target, self.feats, self.starts = net, target, feats, starts
 
     @property
     def head(self):
         return self.net.head
 
     def forward(self, x_small):
-        return self.net(x_small, self.target, self.feats)
+        return self.net(x_small, self.target, self.feats, self.starts)
 
 
 def spatial_features(acts: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -76,39 +86,58 @@ def spatial_features(acts: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     return sorted(maps, key=lambda a: -a.shape[-1] * a.shape[-2])
 
 
+def relevance_starts(relevance: dict, x: torch.Tensor, cfg) -> torch.Tensor:
+    """The per-image method's starting rankings [B, STARTS, h, w] at the mask's working size (zeros where
+    no relevance was read, e.g. with ``target_aware=False``)."""
+    size = working_size(*x.shape[-2:], cfg)
+    if not relevance:
+        return x.new_zeros(x.shape[0], STARTS, *size)
+    guide = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return torch.stack([start_logits(relevance, size, 0.5), start_logits(relevance, size, 0.5, guide=guide)], 1)
+
+
 class AmortizedExplainer(Explainer):
     """Train once over a dataset, then explain in one forward pass.
 
     >>> am = AmortizedExplainer(model, preprocess=pre, labels=labels)
-    >>> am.fit(train_images)                 # [N, C, H, W] model-space tensor or a list of images
-    >>> res = am.explain(img)                # one generator pass + scoring
-    >>> res = am.explain(img, refine=20)     # then 20 per-image steps from that start
-    >>> am.save("amortized.pt"); AmortizedExplainer.load("amortized.pt", model, preprocess=pre)
+    >>> am.fit(train_images)                 # images, (image, label) pairs, a tensor, a Dataset or a DataLoader
+    >>> res = am.explain(img)                # one generator pass, then its smallest sufficient cut
+    >>> res = am.explain(img, refine=10)     # then 10 per-image steps from that start
+    >>> am.save("amortized.pt"); AmortizedExplainer.load("amortized.pt", model)
     """
 
     def __init__(self, model, layers=None, preprocess=None, labels=None, config=None, device=None):
         super().__init__(model, layers=layers, preprocess=preprocess, labels=labels, config=config, device=device)
         self.generator: ConditionedMaskNet | None = None
         self.fit_history: dict[str, list[float]] = {}
-        self.teacher_masks: torch.Tensor | None = None  # what fit() learned from
+        self.fit_info: dict = {}  #: images, size, seconds of the teacher and of the distillation
+        self.teacher_masks: torch.Tensor | None = None  #: the per-image masks fit() learned from (reuse: fit(masks=))
+        self.classes_seen: tuple[int, ...] = ()  #: the classes fit() explained
 
     # ------------------------------------------------------------------
     def fit(self, images, targets=None, *, masks=None, steps: int = 1000, finetune_steps: int = 0,
             batch_size: int = 16, lr: float = 3e-3, teacher: str = "fast", seed: int = 0,
             progress: bool = True) -> "AmortizedExplainer":
-        """Train the generator over ``images`` (a [N, C, H, W] model-space tensor or a list of images).
+        """Train the generator over ``images``: a list of images or ``(image, label)`` pairs, a
+        [N, C, H, W] model-space tensor, a torch ``Dataset`` or a ``DataLoader`` (of images or
+        ``(image, label)`` items), all of one size.
 
-        Two stages. First the per-image explainer (preset ``teacher``, batched)
-        explains every image and the generator learns to reproduce those masks
-        (cross-entropy per pixel): a stable start, where training the binary
-        objective from scratch over many images tends to collapse to empty or
-        full masks. Then, optionally, ``finetune_steps`` steps of the explanation
-        objective itself. ``targets``: classes to explain (default: top-1).
-        ``masks``: the images' per-image masks if you have them already (e.g.
-        ``self.teacher_masks`` of an earlier fit), which skips the first pass.
+        First the per-image explainer (preset ``teacher``, batched) explains every image
+        (``self.teacher_masks`` keeps those masks: pass them as ``masks=`` to a second fit to skip
+        this pass), and the generator learns to reproduce them from the classifier's features and
+        the relevance start (cross-entropy per pixel). Then, optionally, ``finetune_steps`` steps
+        of the explanation objective itself. ``targets``: classes to explain (default: each
+        image's top-1; ``"label"``: the data's labels).
         """
-        x_all = self._stack(images)
+        started = time.perf_counter()
+        x_all, labels = self._training_images(images)
         n = x_all.shape[0]
+        if isinstance(targets, str):
+            if targets != "label":
+                raise ValueError(f"targets must be class indices, None (top-1) or 'label', got {targets!r}")
+            if any(label is None for label in labels):
+                raise ValueError("targets='label' needs labelled data: (image, label) items or class folders")
+            targets = labels
         if masks is None:
             masks, y_all = self._teacher_masks(x_all, targets, teacher, seed, progress)
         else:
@@ -116,11 +145,14 @@ class AmortizedExplainer(Explainer):
             if masks.shape != (n, *x_all.shape[-2:]):
                 raise ValueError(f"masks must be [N, H, W] = {[n, *x_all.shape[-2:]]}, got {list(masks.shape)}")
             y_all = self._target_tensor([None] * n if targets is None else list(targets), self._logits_of(x_all)).tolist()
+        teacher_seconds = time.perf_counter() - started
         self.teacher_masks = masks
+        self.classes_seen = tuple(sorted(set(int(t) for t in y_all)))
         y_all = torch.tensor(y_all)
         size = working_size(*x_all.shape[-2:], self.config)
         small = F.interpolate(masks[:, None], size=size, mode="area")[:, 0]
         x_small = F.interpolate(x_all, size=size, mode="bilinear", align_corners=False, antialias=True)
+        starts = self._starts_of(x_all, y_all)
         net_model = self._network
         classes = self._logits_of(x_all[:1]).shape[1]
         with borrowed(net_model), tap_activations(net_model, self.layers) as taps:
@@ -142,10 +174,12 @@ class AmortizedExplainer(Explainer):
             # Kept pixels are rare: weight them up so the generator does not settle on empty masks.
             kept = float(small.mean().clamp(1e-3, 1 - 1e-3))
             pos_weight = torch.tensor(min(20.0, (1 - kept) / kept), device=self.device)
+            bar = _progress(steps, progress, "training the generator")
             with torch.inference_mode(False), torch.enable_grad():
                 for step in range(steps):
                     idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)
-                    z = self.generator(x_small[idx].to(self.device), y_all[idx].to(self.device), features(idx))
+                    z = self.generator(x_small[idx].to(self.device), y_all[idx].to(self.device), features(idx),
+                                       starts[idx].to(self.device))
                     loss = F.binary_cross_entropy_with_logits(z, small[idx].to(self.device), pos_weight=pos_weight)
                     optim.zero_grad(set_to_none=True)
                     loss.backward()
@@ -153,12 +187,48 @@ class AmortizedExplainer(Explainer):
                     nn.utils.clip_grad_norm_(self.generator.parameters(), 1.0)
                     optim.step()
                     self.fit_history.setdefault("distill", []).append(float(loss.detach()))
-                self._calibrate(x_small, y_all, kept, features)
+                    if bar is not None:
+                        bar.update(1)
+            if bar is not None:
+                bar.close()
         if finetune_steps:
             with torch.inference_mode(False), torch.enable_grad():
-                self._finetune(x_all, y_all, finetune_steps, batch_size, lr / 10, seed)
+                self._finetune(x_all, y_all, starts, finetune_steps, batch_size, lr / 10, seed)
         self.generator.eval()
+        self.fit_info = {"images": n, "size": list(x_all.shape[-2:]),
+                         "teacher": teacher if isinstance(teacher, str) else "custom",
+                         "teacher_seconds": teacher_seconds, "seconds": time.perf_counter() - started}
         return self
+
+    def _training_images(self, data) -> tuple[torch.Tensor, list]:
+        """Model-space images [N, C, H, W] and their labels (None where unknown) from any accepted data."""
+        if isinstance(data, torch.Tensor) and data.dim() == 4:
+            return data.detach().float(), [None] * data.shape[0]
+        channels = input_channels(self._network)
+        xs, labels = [], []
+        if isinstance(data, torch.utils.data.DataLoader):
+            for batch in data:
+                images, batch_labels = (batch[0], batch[1]) if isinstance(batch, (list, tuple)) else (batch, None)
+                images = images if isinstance(images, torch.Tensor) and images.dim() == 4 else torch.stack(list(images))
+                xs.append(images.float())
+                labels += [None] * len(images) if batch_labels is None else [int(v) for v in batch_labels]
+            if not xs:
+                raise ValueError("fit() got an empty DataLoader")
+            x_all = torch.cat(xs)
+        else:
+            from .audits.data import as_audit_data
+
+            items = as_audit_data(data)
+            if len(items) == 0:
+                raise ValueError("fit() got no images")
+            for i in range(len(items)):
+                xs.append(to_model_input(items.image(i), self.preprocess, self.normalization, channels))
+                labels.append(items.label(i))
+            shapes = sorted({tuple(x.shape[1:]) for x in xs})
+            if len(shapes) != 1:
+                raise ValueError(f"fit() needs images of one size; got {shapes} (resize them in preprocess)")
+            x_all = torch.cat(xs)
+        return x_all, labels
 
     def _teacher_masks(self, x_all, targets, teacher, seed, progress):
         """Per-image explanations of every training image, batched: (masks [N, H, W], targets)."""
@@ -171,7 +241,9 @@ class AmortizedExplainer(Explainer):
         for start in range(0, n, 32):
             idx = list(range(start, min(n, start + 32)))
             tgt = None if targets is None else [int(targets[i]) for i in idx]
-            results = teacher_ex.explain(list(x_all[idx]), target=tgt, seed=seed, progress=False, live=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # notes on single training images are not the user's concern here
+                results = teacher_ex.explain(list(x_all[idx]), target=tgt, seed=seed, progress=False, live=False)
             masks += [r.mask for r in results]
             y_all += [r.target for r in results]
             if bar is not None:
@@ -180,22 +252,26 @@ class AmortizedExplainer(Explainer):
             bar.close()
         return torch.stack(masks), y_all
 
+    def _starts_of(self, x_all, y_all) -> torch.Tensor:
+        """The relevance starts [N, STARTS, h, w] of the training images, in batches."""
+        net, out = self._network, []
+        with borrowed(net), tap_activations(net, self.layers) as taps, torch.inference_mode(False), torch.enable_grad():
+            for i in range(0, len(x_all), 32):
+                x = x_all[i:i + 32].to(self.device)
+                with relevance_probes(net, self.layers, True) as probes:
+                    scores = _logits(net(x.clone()))
+                    acts = {k: a.detach() for k, a in taps.collect().items()}
+                    rel = relevance_maps(scores, probes, acts, y_all[i:i + 32].to(self.device))
+                out.append(relevance_starts(rel, x, self.config).cpu())
+        return torch.cat(out)
+
     @torch.no_grad()
     def _logits_of(self, x_all):
         with borrowed(self._network):
             return torch.cat([_logits(self._network(x_all[i:i + 64].to(self.device).clone()))
                               for i in range(0, len(x_all), 64)])
 
-    @torch.no_grad()
-    def _calibrate(self, x_small, y_all, area: float, features) -> None:
-        """Shift the generator's threshold so its masks keep, on average, the teacher's share of pixels."""
-        chunks = [torch.arange(i, min(i + 64, len(y_all))) for i in range(0, len(y_all), 64)]
-        z = torch.cat([self.generator(x_small[i].to(self.device), y_all[i].to(self.device), features(i)).flatten()
-                       for i in chunks])
-        sample = z[torch.randperm(z.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
-        self.generator.head.conv.bias -= torch.quantile(sample, 1 - area)
-
-    def _finetune(self, x_all, y_all, steps, batch_size, lr, seed) -> None:
+    def _finetune(self, x_all, y_all, starts, steps, batch_size, lr, seed) -> None:
         """Steps of the explanation objective itself, over random batches."""
         cfg, net_model, n = self.config, self._network, x_all.shape[0]
         gen = torch.Generator().manual_seed(seed + 1)
@@ -208,7 +284,7 @@ class AmortizedExplainer(Explainer):
                     logits_x = _logits(net_model(x.clone()))
                     acts_x = taps.collect()
                 fill = make_fill(x, cfg.fill, self.normalization)
-                net = _ForTarget(self.generator, target, spatial_features(acts_x))
+                net = _ForTarget(self.generator, target, spatial_features(acts_x), starts[idx].to(self.device))
                 problem = MaskOptimizer(_LogitsOf(net_model), taps, self.layers, x, target, acts_x, logits_x, fill,
                                         cfg, seed + step, net=net)
                 terms, hard, logits_e, *_ = problem.loss_terms(step)
@@ -221,7 +297,10 @@ class AmortizedExplainer(Explainer):
     # ------------------------------------------------------------------
     def explain(self, image, target=None, *, refine: int = 0, seed: int = 0, progress: bool = False,
                 callbacks=(), live: bool | None = False, config=None, **options):
-        """One generator pass (plus ``refine`` per-image steps starting from it)."""
+        """One generator pass and its smallest sufficient cut (plus ``refine`` per-image steps from it).
+
+        Same-size images of a list go through together, as many as fit one pass. The result's
+        ``sufficient`` says whether a cut kept the label (under the fill and every check fill)."""
         if self.generator is None:
             raise RuntimeError("this AmortizedExplainer is not trained: call fit(images) or load a saved one first")
         cfg = resolve_config(config) if config is not None else self.config
@@ -237,14 +316,34 @@ class AmortizedExplainer(Explainer):
         channels = input_channels(self._network)
         xs = [to_model_input(img, self.preprocess, self.normalization, channels) for img in images]
         targets = target if isinstance(target, (list, tuple)) else [target] * len(xs)
-        results = []
-        for x, t in zip(xs, targets):
-            net = self._generator_copy() if refine else self.generator
-            res = self._explain_batch(x, [t], cfg, seed, list(callbacks),
-                                      mask_net=lambda tt, acts, net=net: _ForTarget(net, tt, spatial_features(acts)),
-                                      optimise=bool(refine))[0]
-            results.append(res)
+        if len(targets) != len(xs):
+            raise ValueError(f"got {len(targets)} targets for {len(xs)} images")
+        results = [None] * len(xs)
+        for shape in dict.fromkeys(tuple(x.shape) for x in xs):
+            idx = [i for i, x in enumerate(xs) if tuple(x.shape) == shape]
+            per_step = 1 + len(cfg.check_fills) + (cfg.n_backgrounds if refine else 0)
+            group = max(1, images_per_pass(self.device, *shape[-2:]) * (1 if refine else 4) // per_step)
+            for part in (idx[k:k + group] for k in range(0, len(idx), group)):
+                net = self._generator_copy() if refine else self.generator
+                batch = torch.cat([xs[i] for i in part])
+                out = self._explain_batch(batch, [targets[i] for i in part], cfg, seed, list(callbacks),
+                                          mask_net=lambda t, acts, rel, x, net=net: _ForTarget(
+                                              net, t, spatial_features(acts), relevance_starts(rel, x, cfg)),
+                                          optimise=bool(refine))
+                for i, res in zip(part, out):
+                    results[i] = res
+        for res in results:
+            self._warn_if_unseen(res)
         return results if many else results[0]
+
+    def _warn_if_unseen(self, res) -> None:
+        if self.classes_seen and res.target not in self.classes_seen:
+            warnings.warn(f"the generator never explained {res.target_name!r} during fit(): its one-pass mask "
+                          "leans on the relevance start alone; fit on images of that class, or use refine=k "
+                          "or the per-image Explainer", UserWarning, stacklevel=3)
+        note = res.warning()
+        if note:
+            warnings.warn(f"explaining {res.target_name!r}: {note}.", UserWarning, stacklevel=3)
 
     def _generator_copy(self) -> ConditionedMaskNet:
         """Refinement trains a copy, so the shared generator is never changed by explain()."""
@@ -254,38 +353,42 @@ class AmortizedExplainer(Explainer):
 
     # ------------------------------------------------------------------
     def save(self, path) -> None:
+        """Everything needed to explain again: the generator, the layers, the fill and check fills,
+        the preprocessing's normalisation, the classes it was fitted on and how the fit went."""
         if self.generator is None:
             raise RuntimeError("nothing to save: call fit() first")
+        norm = self.normalization
         torch.save({"state_dict": self.generator.state_dict(), "generator": self.generator.config,
-                    "layers": list(self.layers), "fill": self.config.fill, "format": FORMAT}, path)
+                    "layers": list(self.layers), "fill": self.config.fill,
+                    "check_fills": list(self.config.check_fills),
+                    "normalization": None if norm is None else {"mean": list(norm.mean), "std": list(norm.std)},
+                    "classes_seen": list(self.classes_seen), "fit_info": dict(self.fit_info),
+                    "labels": self.labels, "format": FORMAT}, path)
 
     @classmethod
     def load(cls, path, model, layers=None, preprocess=None, labels=None, config=None, device=None):
+        """A saved generator for ``model``. Without ``preprocess``, images are normalised as at fit time
+        (to-tensor and the saved mean/std: resize them yourself); without ``labels``, the saved names."""
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("format") != FORMAT:
             raise ValueError(f"{path} is not an nbexplain amortised generator of this version ({FORMAT}); "
                              "train it again with AmortizedExplainer.fit()")
-        am = cls(model, layers=layers or saved["layers"], preprocess=preprocess, labels=labels, config=config,
-                 device=device)
-        if config is None:  # score and refine with the fill it was trained with (older files: the mean colour)
-            am.config = am.config.replace(fill=saved.get("fill", "mean"))
+        norm = saved.get("normalization")
+        if preprocess is None and norm is not None:
+            preprocess = DefaultPreprocess(Normalization(tuple(norm["mean"]), tuple(norm["std"])))
+        am = cls(model, layers=layers or saved["layers"], preprocess=preprocess,
+                 labels=labels if labels is not None else saved.get("labels"), config=config, device=device)
+        if config is None:  # score and refine with the fills it was trained with
+            am.config = am.config.replace(fill=saved["fill"], check_fills=tuple(saved["check_fills"]))
         gen_cfg = saved["generator"]
         if am.config.unet_width != gen_cfg["width"] or am.config.unet_depth != gen_cfg["depth"]:
             am.config = am.config.replace(unet_width=gen_cfg["width"], unet_depth=gen_cfg["depth"])
         am.generator = ConditionedMaskNet(**gen_cfg).to(am.device)
         am.generator.load_state_dict(saved["state_dict"])
         am.generator.eval()
+        am.classes_seen = tuple(saved.get("classes_seen", ()))
+        am.fit_info = dict(saved.get("fit_info", {}))
         return am
-
-    def _stack(self, images) -> torch.Tensor:
-        if isinstance(images, torch.Tensor) and images.dim() == 4:
-            return images.detach().float()
-        channels = input_channels(self._network)
-        xs = [to_model_input(img, self.preprocess, self.normalization, channels) for img in images]
-        shapes = {tuple(x.shape) for x in xs}
-        if len(shapes) != 1:
-            raise ValueError(f"fit() needs images of one size; got {sorted(shapes)}")
-        return torch.cat(xs)
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -156,8 +156,8 @@ class Explainer:
     # ------------------------------------------------------------------
     def _explain_batch(self, x, targets, cfg: ExplainConfig, seed: int, callbacks, mask_net=None,
                        optimise: bool = True) -> list[Explanation]:
-        """Explain a batch of same-size images. ``mask_net(target, acts_x)``, if given, returns the mask
-        generator to start from (an amortised one); ``optimise=False`` takes its best cut as is."""
+        """Explain a batch of same-size images. ``mask_net(target, acts_x, relevance, x)``, if given, returns
+        the mask generator to start from (an amortised one); ``optimise=False`` takes its best cut as is."""
         net, start = self._network, time.perf_counter()
         with torch.inference_mode(False), torch.enable_grad(), borrowed(net), tap_activations(net, self.layers) as taps:
             x = x.to(self.device).clone()
@@ -176,7 +176,7 @@ class Explainer:
             relevance = relevance_maps(scores, probes, acts_x, target) if cfg.target_aware else None
             del scores, probes  # the graph of x's forward
             opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
-                                callbacks, net=None if mask_net is None else mask_net(target, acts_x),
+                                callbacks, net=None if mask_net is None else mask_net(target, acts_x, relevance or {}, x),
                                 relevance=relevance, prob_fill=prob_fill, checks=checks)
             info = self._start_info(x, target, fill, cfg, opt)
             _call(callbacks, "on_start", info)

@@ -85,3 +85,50 @@ def test_one_pass_takes_the_smallest_cut_of_the_generator_that_keeps_the_label()
     assert any(on_the_ladder) or res.area < 0.01  # one of the cuts (its own threshold keeps ~1 pixel)
     with torch.no_grad():
         assert (model(res.explanation[None]).argmax().item() == res.target) == res.label_kept
+
+
+def test_fit_takes_the_data_as_it_lives_and_remembers_the_classes_it_saw(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = make_tiny()
+    torch.manual_seed(4)
+    images = torch.randn(6, 3, 32, 32)
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    teacher = ExplainConfig(**fast_options(unet_depth=2))
+    kinds = {
+        "pairs": [(img, int(y)) for img, y in zip(images, labels)],
+        "dataset": TensorDataset(images, labels),
+        "loader": DataLoader(TensorDataset(images, labels), batch_size=4),
+    }
+    for name, data in kinds.items():
+        am = AmortizedExplainer(model, layers=LAYERS, config=TINY)
+        am.fit(data, targets="label", steps=2, batch_size=4, teacher=teacher, progress=False)
+        assert am.classes_seen == (0, 1), name
+        assert am.teacher_masks.shape == (6, 32, 32) and am.fit_info["images"] == 6, name
+    with pytest.raises(ValueError, match="labelled"):
+        AmortizedExplainer(model, layers=LAYERS, config=TINY).fit(list(images), targets="label", steps=1,
+                                                                  teacher=teacher, progress=False)
+    path = tmp_path / "gen.pt"
+    am.save(path)
+    again = AmortizedExplainer.load(path, model)  # no preprocess, layers or config given: all from the file
+    assert again.classes_seen == (0, 1) and again.layers == am.layers and again.fit_info["images"] == 6
+    assert again.config.fill == am.config.fill and again.config.check_fills == am.config.check_fills
+    with pytest.warns(UserWarning, match="never explained 'class 3'"):
+        res = again.explain(images[0], target=3, config=TINY)
+    assert res.target == 3
+
+
+def test_a_list_goes_through_in_one_pass_and_each_result_says_whether_it_suffices():
+    model = make_tiny()
+    torch.manual_seed(5)
+    images = torch.randn(5, 3, 32, 32)
+    am = trained(model, images)
+    calls = []
+    model.register_forward_pre_hook(lambda _m, args: calls.append(args[0].shape[0]))
+    many = am.explain(list(images))
+    assert len(many) == 5 and max(calls) > 1  # the images went through together
+    for one, res in zip(images, many):
+        assert isinstance(res.sufficient, bool)
+        if res.sufficient:
+            assert res.label_kept and all(c.label_kept for c in res.checks)
+        assert torch.equal(am.explain(one).mask, res.mask)
