@@ -275,8 +275,10 @@ class MaskOptimizer:
         with the highest target probability. The offset moves so that ``run()`` would
         continue from that cut.
         """
-        chosen, thresholds, _, _ = self._cut_search(backgrounds=False)
+        chosen, thresholds, ok, _ = self._cut_search(backgrounds=False)
         self.best_masks = chosen
+        self.best_loss = torch.where(ok, chosen.flatten(1).mean(1), self.best_loss)
+        self.best_rank = torch.where(ok, torch.full_like(self.best_rank, 2), self.best_rank)
         self.offset -= thresholds[:, None, None]
 
     @torch.no_grad()

@@ -90,6 +90,14 @@ GUIDE_RADIUS = 0.2
 GUIDE_EPS = 0.1
 
 
+def box_mean(t: torch.Tensor, k: int) -> torch.Tensor:
+    """Means over every k x k window of t [B, C, H, W] (stride 1, no padding), from running sums: the
+    cost does not grow with the window (pooling with a 23 px window was a sixth of a one-pass explanation)."""
+    c = F.pad(t.double(), (1, 0, 1, 0)).cumsum(2).cumsum(3)
+    s = c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]
+    return (s / (k * k)).to(t.dtype)
+
+
 def edge_aware(values: torch.Tensor, guide: torch.Tensor, radius: int, eps: float = GUIDE_EPS) -> torch.Tensor:
     """``values`` [B, h, w] smoothed within the regions of ``guide`` [B, C, h, w] and not across its
     edges: a guided filter (each window fits values as a linear function of the guide's colours).
@@ -103,7 +111,7 @@ def edge_aware(values: torch.Tensor, guide: torch.Tensor, radius: int, eps: floa
     v = values[:, None]
 
     def box(t):
-        return F.avg_pool2d(F.pad(t, (radius,) * 4, mode="replicate"), 2 * radius + 1, stride=1)
+        return box_mean(F.pad(t, (radius,) * 4, mode="replicate"), 2 * radius + 1)
 
     mean_g, mean_v = box(g), box(v)
     cov_gv = box(g * v) - mean_g * mean_v  # [B, C, h, w]
