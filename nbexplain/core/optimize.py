@@ -151,7 +151,7 @@ class MaskOptimizer:
     ``start_share`` is the share of the mask that is on at the start (``run()`` then moves the
     budget to the smallest sufficient cut of the relevance ranking, when relevance is given);
     ``checks`` [n, B, C, H, W] are other neutral fills: a mask counts as sufficient only if the label
-    also holds with each of them outside it (and they join the cross-entropy term).
+    also holds with each of them outside it (they judge, and are not in the loss).
     ``step_offset`` shifts the step numbers that callbacks see, and ``prob_fill``
     (the target's probability on the fill alone, computed if not given) saves a
     forward pass (both for a retry that continues a run).
