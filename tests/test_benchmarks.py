@@ -19,7 +19,7 @@ def test_quality_benchmark_prints_one_row_per_method(capsys):
     assert load("bench_quality").main(["--n", "1", "--methods", "gradcam,occlusion", "--amortized"]) == 0
     out = capsys.readouterr().out
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "---" not in line]
-    assert rows == ["method", "gradcam", "occlusion", "nbexplain amortised"]
+    assert rows == ["method", "gradcam", "occlusion", "nbexplain amortised, one pass", "nbexplain amortised, refine=10"]
 
 
 def test_quality_benchmark_refuses_an_amortised_row_for_other_weights():

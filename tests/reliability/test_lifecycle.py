@@ -110,25 +110,44 @@ class InterruptOnCall(nn.Module):
         return self.inner(x)
 
 
-@pytest.mark.parametrize("call", [3, 4] + [random.Random(4).randrange(5, STEPS + 3)])
-def test_keyboard_interrupt_inside_a_forward_pass(call):
+def forwards_before(event: str, **kw) -> int:
+    """Forwards made before the first ``on_start`` (training is set up) or ``on_step`` callback (minus
+    that step's own): the image, then each fill of the ladder tried (the tiny random model gives its
+    class to most fills, so several are), and for steps the start's cut search."""
     model = make_tiny().train()
-    model.features[4] = InterruptOnCall(model.features[4], call)  # between two tapped layers
+    counter = model.features[4] = InterruptOnCall(model.features[4], -1)
+    seen = []
+
+    class First:
+        def on_start(self, info):
+            seen.append(("on_start", counter.calls))
+
+        def on_step(self, state):
+            seen.append(("on_step", counter.calls - 1))
+
+    Explainer(model, layers=TINY_LAYERS).explain(image(), progress=False, callbacks=[First()], **options(**kw))
+    return next(calls for name, calls in seen if name == event)
+
+
+@pytest.mark.parametrize("step", [0, 1] + [random.Random(4).randrange(2, STEPS)])
+def test_keyboard_interrupt_inside_a_forward_pass(step):
+    model = make_tiny().train()
+    # Ctrl-C in the forward of training step ``step`` + 1, between two tapped layers.
+    model.features[4] = InterruptOnCall(model.features[4], forwards_before("on_step", fill="mean") + step + 1)
     before = ModelState.of(model)
     ex = Explainer(model, layers=TINY_LAYERS)
     rec = Recorder()
     with pytest.raises(KeyboardInterrupt):
         ex.explain(image(), progress=False, callbacks=[rec], **options(fill="mean"))
-    # Forward 1 reads the image, forward 2 the fill alone (a flat fill: a blur may be tried again,
-    # stronger); forward k + 2 is training step k.
-    check_interrupted(ex, model, before, rec, steps_done=call - 3)
+    check_interrupted(ex, model, before, rec, steps_done=step)
 
 
 def test_keyboard_interrupt_while_choosing_the_start_keeps_a_partial_result():
-    # With the relevance start, forward 3 is the relevance pass and forward 4 scores the first cuts
-    # of the starting ranking, before any step.
+    # With the relevance start, the first forward after training is set up scores the first cuts of
+    # the starting ranking, before any step.
     model = make_tiny().train()
-    model.features[4] = InterruptOnCall(model.features[4], 4)
+    start = forwards_before("on_start", fill="mean", target_aware=True)
+    model.features[4] = InterruptOnCall(model.features[4], start + 1)
     before = ModelState.of(model)
     ex = Explainer(model, layers=TINY_LAYERS)
     rec = Recorder()

@@ -194,9 +194,29 @@ class FailsOnCall(nn.Module):
         return self.inner(x)
 
 
-@pytest.mark.parametrize("n", [1, 4, 9], ids=["first-forward", "during-training", "while-finishing"])
-def test_an_error_inside_a_hooked_layer_propagates_and_leaves_the_model_as_it_was(n):
+def first_step_forward() -> int:
+    """Which forward is the first training step's (after the image and the fills the ladder tries)."""
     model = make_tiny().train()
+    counter = model.features[5] = FailsOnCall(model.features[5], -1, None)
+    seen = []
+
+    class First:
+        def on_step(self, state):
+            seen.append(counter.calls)
+
+    explain(Explainer(model, layers=TINY_LAYERS), callbacks=[First()], fill="mean")
+    return seen[0]
+
+
+@pytest.mark.parametrize("when", ["first-forward", "during-training", "while-finishing"])
+def test_an_error_inside_a_hooked_layer_propagates_and_leaves_the_model_as_it_was(when):
+    n = {"first-forward": 1, "during-training": first_step_forward() + 1, "while-finishing": 0}[when]
+    model = make_tiny().train()
+    if when == "while-finishing":  # the forward that scores the final mask
+        counter = make_tiny().train()
+        counter.features[5] = FailsOnCall(counter.features[5], -1, None)
+        explain(Explainer(counter, layers=TINY_LAYERS), fill="mean")
+        n = counter.features[5].calls - 1
     model.features[5] = FailsOnCall(model.features[5], n, RuntimeError("layer exploded"))
     before = ModelState.of(model)
     ended = []
@@ -210,7 +230,7 @@ def test_an_error_inside_a_hooked_layer_propagates_and_leaves_the_model_as_it_wa
         explain(ex, callbacks=[Ends()], fill="mean")  # a flat fill: one forward for it (a blur may take more)
     before.assert_same(model)
     assert ex.last_partial is None
-    if n == 4:  # mid-training: progress bars and widgets are told to settle
+    if when == "during-training":  # progress bars and widgets are told to settle
         assert ended and ended[0]["interrupted"] and ended[0]["result"] is None
     # The explainer is still usable afterwards.
     model.features[5].n = -1
@@ -423,5 +443,9 @@ def test_gray_model_with_its_own_preprocess_takes_any_pil_image():
     assert res.input.shape == (1, 32, 32)
     gray = torch.from_numpy(np.asarray(rgb.convert("L"), np.float32) / 255)
     assert torch.allclose(res.input[0], (gray - 0.5) / 0.25, atol=1e-5)
-    # With fill='mean', removed pixels take the dataset's mean grey (0 in model space), not some RGB statistic.
-    assert torch.allclose(res.explanation[:, ~res.mask.bool()], torch.tensor(0.0))
+    # The mean-colour fill is the dataset's mean grey (0 in model space), not some RGB statistic.
+    from nbexplain.core.fills import make_fill
+
+    assert torch.equal(make_fill(res.input[None], "mean", ex.normalization), torch.zeros(1, 1, 32, 32))
+    kept = res.mask.bool()
+    assert torch.allclose(res.explanation[:, ~kept], res.fill.image[:, ~kept])
