@@ -124,7 +124,8 @@ export function layoutCircuit(circuit, options = {}) {
 /**
  * Keep the `perLayer` strongest channels of each layer (by relevance to the
  * target when the circuit has it, else by |value|), every class node, and the
- * edges between kept nodes. `more` counts, per layer, the channels left out, so
+ * edges between kept nodes; a kept channel fed only by channels left out brings its
+ * strongest source along. `more` counts, per layer, the channels left out, so
  * that a circuit of hundreds of channels a layer can say "+ N more".
  * @param {Circuit} circuit
  * @param {number} perLayer Infinity keeps everything
@@ -146,12 +147,30 @@ export function strongestNodes(circuit, perLayer) {
     return Number.isFinite(r) ? r : Math.abs(nodeValue(n));
   };
   const kept = new Set(nodes.filter((n) => n.kind === "class").map((n) => n.id));
+  for (const group of byLayer.values()) {
+    group.sort((a, b) => rank(b) - rank(a)).slice(0, Math.max(0, perLayer)).forEach((n) => kept.add(n.id));
+  }
+  // A shown channel whose incoming edges all come from channels left out would look cut off from
+  // the layer before it: from the last layer back, its strongest source is shown too.
+  /** @type {Map<string, {source: string, score: number}>} */
+  const strongestIn = new Map();
+  for (const e of circuit?.edges ?? []) {
+    const best = strongestIn.get(e.target);
+    if (!best || Number(e.score) > best.score) strongestIn.set(e.target, { source: e.source, score: Number(e.score) });
+  }
+  const fedByKept = (/** @type {string} */ id) =>
+    (circuit?.edges ?? []).some((e) => e.target === id && kept.has(e.source));
+  for (const group of [...byLayer.values()].reverse()) {
+    for (const n of group) {
+      const best = strongestIn.get(n.id);
+      if (kept.has(n.id) && best && !fedByKept(n.id)) kept.add(best.source);
+    }
+  }
   /** @type {Record<string, number>} */
   const more = {};
   for (const [key, group] of byLayer) {
-    const shown = group.sort((a, b) => rank(b) - rank(a)).slice(0, Math.max(0, perLayer));
-    shown.forEach((n) => kept.add(n.id));
-    if (group.length > shown.length) more[key] = group.length - shown.length;
+    const hidden = group.filter((n) => !kept.has(n.id)).length;
+    if (hidden) more[key] = hidden;
   }
   return {
     ...circuit,

@@ -89,6 +89,17 @@ test("strongestNodes counts the channels it leaves out and ranks by relevance wh
   assert.deepEqual(strongestNodes(big, 400).more, {});
 });
 
+test("strongestNodes shows the strongest source of a shown channel whose sources it would leave out", () => {
+  const nodes = /** @type {any[]} */ ([]);
+  for (let i = 0; i < 4; i++) nodes.push({ id: `a:${i}`, kind: "channel", layer: "a", layer_index: 0, channel: i, energy: 1, relevance: 10 - i });
+  nodes.push({ id: "b:0", kind: "channel", layer: "b", layer_index: 1, channel: 0, energy: 1, relevance: 1 });
+  const edges = [{ source: "a:3", target: "b:0", score: 0.5 }, { source: "a:2", target: "b:0", score: 0.2 }];
+  const s = strongestNodes({ layers: ["a", "b"], nodes, edges }, 2);
+  assert.deepEqual((s.nodes ?? []).map((n) => n.id).sort(), ["a:0", "a:1", "a:3", "b:0"]);
+  assert.deepEqual(s.more, { a: 1 });
+  assert.deepEqual((s.edges ?? []).map((e) => `${e.source}>${e.target}`), ["a:3>b:0"]);
+});
+
 test("layout of an empty or missing circuit is empty, not an error", () => {
   assert.equal(layoutCircuit({}).nodes.length, 0);
   assert.equal(layoutCircuit(/** @type {any} */ (null)).edges.length, 0);

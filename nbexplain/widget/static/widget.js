@@ -386,11 +386,25 @@ function strongestNodes(circuit, perLayer) {
     return Number.isFinite(r) ? r : Math.abs(nodeValue(n));
   };
   const kept = new Set(nodes.filter((n) => n.kind === "class").map((n) => n.id));
+  for (const group of byLayer.values()) {
+    group.sort((a, b) => rank(b) - rank(a)).slice(0, Math.max(0, perLayer)).forEach((n) => kept.add(n.id));
+  }
+  const strongestIn = /* @__PURE__ */ new Map();
+  for (const e of circuit?.edges ?? []) {
+    const best = strongestIn.get(e.target);
+    if (!best || Number(e.score) > best.score) strongestIn.set(e.target, { source: e.source, score: Number(e.score) });
+  }
+  const fedByKept = (id) => (circuit?.edges ?? []).some((e) => e.target === id && kept.has(e.source));
+  for (const group of [...byLayer.values()].reverse()) {
+    for (const n of group) {
+      const best = strongestIn.get(n.id);
+      if (kept.has(n.id) && best && !fedByKept(n.id)) kept.add(best.source);
+    }
+  }
   const more = {};
   for (const [key, group] of byLayer) {
-    const shown = group.sort((a, b) => rank(b) - rank(a)).slice(0, Math.max(0, perLayer));
-    shown.forEach((n) => kept.add(n.id));
-    if (group.length > shown.length) more[key] = group.length - shown.length;
+    const hidden = group.filter((n) => !kept.has(n.id)).length;
+    if (hidden) more[key] = hidden;
   }
   return {
     ...circuit,
