@@ -20,10 +20,11 @@ from .core.optimize import MaskOptimizer, images_per_pass, in_chunks
 from .core.progress import ProgressBar
 from .core.relevance import relevance_maps, relevance_probes
 from .core.taps import (
+    LayerPlan,
     borrowed,
-    default_layers,
     input_channels,
     model_device,
+    plan_layers,
     resolve_layers,
     tap_activations,
     unwrap_model,
@@ -65,9 +66,11 @@ class Explainer:
         self.model = model
         self._network = unwrap_model(model)
         self.layers = resolve_layers(self._network, _strip_wrapper_prefix(model, layers))
-        # Automatic layers are chosen again for each input size: a map that is spatial at 224 px
-        # may be 1x1 at 64 px.
-        self._auto_layers: dict | None = {} if layers is None else None
+        # Layers (if automatic) and how to read each as a map are found again for each input size:
+        # a map that is spatial at 224 px may be 1x1 at 64 px, and a ViT's patch grid follows the size.
+        self._auto = layers is None
+        self._plans: dict[tuple[int, int], LayerPlan] = {}
+        self.plan = LayerPlan(list(self.layers), {})
         self.preprocess = preprocess if preprocess is not None else DefaultPreprocess()
         if not callable(self.preprocess):
             raise TypeError("preprocess must be callable (e.g. torchvision weights.transforms())")
@@ -136,11 +139,7 @@ class Explainer:
         results: list[Explanation | None] = [None] * len(xs)
         for shape in dict.fromkeys(tuple(x.shape) for x in xs):  # same-size images share one batch
             idx = [i for i, x in enumerate(xs) if tuple(x.shape) == shape]
-            if self._auto_layers is not None:
-                size = shape[-2:]
-                if size not in self._auto_layers:
-                    self._auto_layers[size] = default_layers(self._network, size)
-                self.layers = self._auto_layers[size]
+            self.use_plan(shape[-2:])
             # Each step forwards every image with its background variants: keep that within one pass.
             group = max(1, images_per_pass(self.device, *shape[-2:]) // (1 + len(cfg.check_fills) + cfg.n_backgrounds))
             for part in (idx[k:k + group] for k in range(0, len(idx), group)):
@@ -153,18 +152,30 @@ class Explainer:
                 warnings.warn(f"explaining {res.target_name!r}: {note}.", UserWarning, stacklevel=2)
         return results if many else results[0]
 
+    def use_plan(self, size) -> LayerPlan:
+        """Make the layer plan for inputs of ``size`` (layers, their views, the patch grid) the current one."""
+        size = tuple(size)
+        if size not in self._plans:
+            self._plans[size] = plan_layers(self._network, None if self._auto else self.layers, size)
+        self.plan = self._plans[size]
+        self.layers = self.plan.layers
+        return self.plan
+
     # ------------------------------------------------------------------
     def _explain_batch(self, x, targets, cfg: ExplainConfig, seed: int, callbacks, mask_net=None,
                        optimise: bool = True) -> list[Explanation]:
         """Explain a batch of same-size images. ``mask_net(target, acts_x, relevance, x)``, if given, returns
         the mask generator to start from (an amortised one); ``optimise=False`` takes its best cut as is."""
         net, start = self._network, time.perf_counter()
-        with torch.inference_mode(False), torch.enable_grad(), borrowed(net), tap_activations(net, self.layers) as taps:
+        plan = self.use_plan(x.shape[-2:])
+        with torch.inference_mode(False), torch.enable_grad(), borrowed(net), \
+                tap_activations(net, self.layers, plan.views) as taps:
             x = x.to(self.device).clone()
             # One forward gives x's logits, activations and (with target-aware matching) the relevance.
             with torch.set_grad_enabled(cfg.target_aware), relevance_probes(net, self.layers, cfg.target_aware) as probes:
                 scores = _logits(net(x.clone()))  # a clone: some models edit their input in place
                 acts_x = {name: a.detach() for name, a in taps.collect().items()}
+                prefix_x = {name: t.detach() for name, t in taps.prefix.items()}
             logits_x = scores.detach()
             _warn_if_probabilities(logits_x)
             target = self._target_tensor(targets, logits_x)
@@ -173,11 +184,13 @@ class Explainer:
             prob_fill = torch.tensor([f.prob for f in fills], device=x.device)
             checks = torch.stack([make_fill(x, check_kind(k), self.normalization) for k in cfg.check_fills]) \
                 if cfg.check_fills else None
-            relevance = relevance_maps(scores, probes, acts_x, target) if cfg.target_aware else None
+            relevance = relevance_maps(scores, probes, acts_x, target, plan.views, prefix_x) \
+                if cfg.target_aware else None
             del scores, probes  # the graph of x's forward
             opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
                                 callbacks, net=None if mask_net is None else mask_net(target, acts_x, relevance or {}, x),
-                                relevance=relevance, prob_fill=prob_fill, checks=checks)
+                                relevance=relevance, prob_fill=prob_fill, checks=checks, prefix_x=prefix_x,
+                                patch_grid=plan.patch_grid)
             info = self._start_info(x, target, fill, cfg, opt)
             _call(callbacks, "on_start", info)
             try:

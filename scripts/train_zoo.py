@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from nbexplain.datasets import CLASS_NAMES, CUE_CLASS, make_scenes  # noqa: E402
 from nbexplain.zoo.evaluation import accuracy, shortcut_report  # noqa: E402
-from nbexplain.zoo.loading import WEIGHTS_DIR, build_model, load_weights_file, save_model  # noqa: E402
+from nbexplain.zoo.loading import VIT_SIZES, WEIGHTS_DIR, build_model, load_weights_file, save_model  # noqa: E402
 
 TRAIN_SEED_BASE = 10**6
 EVAL_SEED = 424_242
@@ -46,7 +46,19 @@ RECIPES = {
     "honest": {"shortcut": "absent", "cue_rate": 0.0},
     "shortcut": {"shortcut": "train", "cue_rate": 0.95},
 }
-ARCH = {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]}
+ARCHS = {  # recorded in each model's meta; nbexplain.zoo.loading.build_model reads it
+    "resnet": {"arch": "resnet", "widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]},
+    "vit": {"arch": "vit", "image_size": 128, "patch_size": 16, "num_layers": 4, "num_heads": 4,
+            "hidden_dim": 64, "mlp_dim": 128},
+}
+# Training defaults per architecture (a command-line option overrides its entry).
+DEFAULTS = {
+    "resnet": {"steps": 1500, "lr": 6e-3, "weight_decay": 1e-4, "label_smoothing": 0.0, "warmup": 0.05,
+               "clip": 0.0},
+    "vit": {"steps": 2000, "lr": 2e-3, "weight_decay": 0.05, "label_smoothing": 0.1, "warmup": 0.1,
+            "clip": 1.0},
+}
+PREFIX = {"resnet": "", "vit": "vit_"}  # file and zoo name: honest.pt, vit_honest.pt, ...
 POOL = 512  # scenes generated at once, then shuffled into batches
 
 
@@ -83,15 +95,23 @@ def batches(recipe: dict, steps: int, batch: int, size: int, seed: int):
             yield images[idx], labels[idx]
 
 
-def train(name: str, args, mean, std) -> dict:
-    recipe = RECIPES[name]
+def train(recipe_name: str, args, mean, std) -> dict:
+    recipe = RECIPES[recipe_name]
+    name = PREFIX[args.arch] + recipe_name
     torch.manual_seed(args.seed)
+    arch = dict(ARCHS[args.arch])
+    if args.arch == "vit":
+        if args.size != arch["image_size"]:
+            raise SystemExit(f"the ViT is built for {arch['image_size']} px scenes, not --size {args.size}")
     meta = {
         "name": name, "labels": list(CLASS_NAMES), "size": args.size, "mean": mean, "std": std,
-        **ARCH, "cue_class": CUE_CLASS, **recipe, "steps": args.steps, "batch": args.batch,
-        "lr": args.lr, "optimizer": args.optimizer, "weight_decay": args.weight_decay, "seed": args.seed, "torch": str(torch.__version__),
+        **arch, "cue_class": CUE_CLASS, **recipe, "steps": args.steps, "batch": args.batch,
+        "lr": args.lr, "optimizer": args.optimizer, "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing, "warmup": args.warmup, "clip": args.clip,
+        "seed": args.seed, "torch": str(torch.__version__),
     }
-    model = build_model(meta).to(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if args.arch == "resnet" else torch.contiguous_format
+    model = build_model(meta).to(memory_format=memory_format)
     norm_mean = torch.tensor(mean).view(1, 3, 1, 1)
     norm_std = torch.tensor(std).view(1, 3, 1, 1)
     if args.optimizer == "sgd":
@@ -99,7 +119,7 @@ def train(name: str, args, mean, std) -> dict:
                               weight_decay=args.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    warmup = max(1, args.steps // 20)
+    warmup = max(1, int(args.steps * args.warmup + 1e-9))  # resnet: steps // 20
 
     def lr_at(step: int) -> float:  # linear warm-up, then cosine to zero
         if step < warmup:
@@ -110,10 +130,12 @@ def train(name: str, args, mean, std) -> dict:
     model.train()
     start, running = time.perf_counter(), None
     for step, (images, labels) in enumerate(batches(recipe, args.steps, args.batch, args.size, args.seed)):
-        x = ((images - norm_mean) / norm_std).contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(x), labels)
+        x = ((images - norm_mean) / norm_std).contiguous(memory_format=memory_format)
+        loss = F.cross_entropy(model(x), labels, label_smoothing=args.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         sched.step()
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
@@ -127,23 +149,26 @@ def train(name: str, args, mean, std) -> dict:
 def evaluate(path: Path, n: int) -> dict:
     """Accuracies of the saved (half-precision) model on unseen seeds."""
     zm = load_weights_file(path)
-    name = zm.name
     metrics = {
         "clean_accuracy": accuracy(zm, make_scenes(n, seed=EVAL_SEED)),
         "multi_instance_accuracy": accuracy(zm, make_scenes(n, seed=EVAL_SEED + 1, instances=3)),
     }
-    if name == "shortcut":
+    if zm.meta["shortcut"] != "absent":  # a model trained with the cue
         metrics.update(shortcut_report(zm, n=n, seed=EVAL_SEED + 2))
     return {k: round(v, 4) for k, v in metrics.items()}
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=list(ARCHS), default="resnet")
     parser.add_argument("--model", choices=[*RECIPES, "all"], default="all")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, help="default: per --arch (DEFAULTS)")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=6e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, help="peak learning rate; default: per --arch")
+    parser.add_argument("--weight-decay", type=float, help="default: per --arch")
+    parser.add_argument("--label-smoothing", type=float, help="default: per --arch")
+    parser.add_argument("--warmup", type=float, help="share of the steps spent warming up; default: per --arch")
+    parser.add_argument("--clip", type=float, help="gradient-norm clip, 0 for none; default: per --arch")
     parser.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -152,6 +177,9 @@ def main(argv=None) -> None:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args(argv)
+    for key, value in DEFAULTS[args.arch].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if POOL % args.batch:
         parser.error(f"--batch must divide {POOL}")
 
@@ -159,8 +187,9 @@ def main(argv=None) -> None:
     torch.use_deterministic_algorithms(True)
     mean, std = dataset_stats(args.size)
     names = list(RECIPES) if args.model == "all" else [args.model]
-    for name in names:
-        model, meta = train(name, args, mean, std)
+    for recipe_name in names:
+        model, meta = train(recipe_name, args, mean, std)
+        name = meta["name"]
         path = args.out / f"{name}.pt"
         save_model(model, path, meta)
         meta["metrics"] = evaluate(path, args.eval_scenes)

@@ -5,11 +5,13 @@ import socket
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
+from torchvision.models.vision_transformer import EncoderBlock, VisionTransformer
 
 from nbexplain.datasets import CLASS_NAMES, CUE_CLASS, make_scenes
 from nbexplain.zoo import MODEL_NAMES, load_model, predict
-from nbexplain.zoo.loading import weights_path
+from nbexplain.zoo.loading import RESNET_NAMES, VIT_NAMES, weights_path
 
 FRESH_SEED = 31_337  # never used in training (training seeds are >= 10**6)
 
@@ -24,6 +26,16 @@ def shortcut():
     return load_model("shortcut")
 
 
+@pytest.fixture(scope="module")
+def vit_honest():
+    return load_model("vit_honest")
+
+
+@pytest.fixture(scope="module")
+def vit_shortcut():
+    return load_model("vit_shortcut")
+
+
 def test_loading_never_touches_the_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("load_model tried to open a network connection")
@@ -34,7 +46,11 @@ def test_loading_never_touches_the_network(monkeypatch):
         assert load_model(name).model is not None
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_zoo_names():
+    assert MODEL_NAMES == RESNET_NAMES + VIT_NAMES == ("honest", "shortcut", "vit_honest", "vit_shortcut")
+
+
+@pytest.mark.parametrize("name", RESNET_NAMES)
 def test_model_is_a_small_torchvision_resnet_in_eval_mode(name):
     zm = load_model(name)
     model = zm.model
@@ -120,3 +136,80 @@ def test_shortcut_model_follows_the_cue_onto_other_classes(shortcut):
     pulled = (predict(shortcut, cued.images) == CUE_CLASS).float().mean().item()
     assert acc_bare > 0.9, f"other classes without cue: {acc_bare:.3f}"
     assert pulled > 0.5, f"share of cued other-class scenes called {CLASS_NAMES[CUE_CLASS]}: {pulled:.3f}"
+
+
+# -- the ViT pair ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", VIT_NAMES)
+def test_vit_is_a_small_torchvision_vision_transformer_in_eval_mode(name):
+    zm = load_model(name)
+    model = zm.model
+    assert isinstance(model, VisionTransformer) and not model.training
+    assert not any(m.training for m in model.modules())
+    assert zm.meta["arch"] == "vit"
+    assert [n for n, _ in model.named_children()] == ["conv_proj", "encoder", "heads"]
+    assert isinstance(model.conv_proj, nn.Conv2d) and model.conv_proj.stride == (16, 16)
+    assert model.image_size == 128 and model.patch_size == 16 and model.seq_length == 8 * 8 + 1
+    layers = [n for n, _ in model.encoder.layers.named_children()]
+    assert layers == [f"encoder_layer_{i}" for i in range(len(layers))] and len(layers) == zm.meta["num_layers"]
+    for block in model.encoder.layers:
+        assert isinstance(block, EncoderBlock)
+        assert isinstance(block.self_attention, nn.MultiheadAttention) and block.self_attention.num_heads == 4
+        assert block.mlp is not None
+    assert isinstance(model.encoder.ln, nn.LayerNorm)
+    assert model.heads.head.out_features == len(CLASS_NAMES) and zm.labels == CLASS_NAMES
+    assert weights_path(name).stat().st_size < 1.5e6
+    out = model(torch.zeros(2, 3, 128, 128))
+    assert out.shape == (2, len(CLASS_NAMES))
+
+
+def test_resnet_weight_files_without_arch_still_load():
+    for name in RESNET_NAMES:
+        zm = load_model(name)
+        assert zm.meta.get("arch", "resnet") == "resnet" and isinstance(zm.model, ResNet)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_meta_records_the_measured_accuracies(name):
+    metrics = load_model(name).meta["metrics"]
+    assert {"clean_accuracy", "multi_instance_accuracy"} <= set(metrics)
+    assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    if name.endswith("shortcut"):
+        assert metrics["cue_class_with_cue"] > 0.95 and metrics["cue_class_without_cue"] < 0.5
+        assert metrics["others_with_cue_to_cue_class"] > 0.5
+    else:
+        assert metrics["clean_accuracy"] > 0.9
+
+
+def test_vit_honest_meta_matches_a_fresh_measurement(vit_honest):
+    s = make_scenes(300, seed=FRESH_SEED)
+    acc = (predict(vit_honest, s.images) == s.labels).float().mean().item()
+    assert acc > 0.9, f"vit_honest accuracy {acc:.3f}"
+    assert abs(acc - vit_honest.meta["metrics"]["clean_accuracy"]) < 0.06
+
+
+def test_vit_honest_ignores_the_cue(vit_honest):
+    s = make_scenes(128, seed=FRESH_SEED + 1, shortcut="swap")
+    acc = (predict(vit_honest, s.images) == s.labels).float().mean().item()
+    assert acc > 0.85, f"vit_honest accuracy with the cue moved: {acc:.3f}"
+
+
+def test_vit_shortcut_collapses_without_its_cue(vit_shortcut):
+    kw = dict(seed=FRESH_SEED + 2, classes=[CUE_CLASS])
+    with_cue = make_scenes(128, shortcut="all", **kw)
+    without = make_scenes(128, shortcut="absent", **kw)  # the same scenes, cue removed
+    acc_with = (predict(vit_shortcut, with_cue.images) == CUE_CLASS).float().mean().item()
+    acc_without = (predict(vit_shortcut, without.images) == CUE_CLASS).float().mean().item()
+    assert acc_with > 0.95, f"cue class with cue: {acc_with:.3f}"
+    assert acc_without < 0.5, f"cue class without cue: {acc_without:.3f}"
+
+
+def test_vit_shortcut_prediction_flips_with_the_cue(vit_shortcut):
+    others = [c for c in range(len(CLASS_NAMES)) if c != CUE_CLASS]
+    kw = dict(seed=FRESH_SEED + 3, classes=others)
+    bare = make_scenes(150, shortcut="absent", **kw)
+    cued = make_scenes(150, shortcut="all", **kw)  # the same scenes, cue added
+    pred_bare, pred_cued = predict(vit_shortcut, bare.images), predict(vit_shortcut, cued.images)
+    acc_bare = (pred_bare == bare.labels).float().mean().item()
+    flipped = ((pred_bare == bare.labels) & (pred_cued == CUE_CLASS)).float().mean().item()
+    assert acc_bare > 0.85, f"other classes without cue: {acc_bare:.3f}"
+    assert flipped > 0.5, f"share of correctly classified scenes the cue flips to {CLASS_NAMES[CUE_CLASS]}: {flipped:.3f}"

@@ -7,14 +7,18 @@ output may be a gate or a pooled vector. So the choice watches a forward pass on
 probe input instead and keeps modules that
 
 * run exactly once per forward (a shared module's output is ambiguous),
-* return a channels-first feature map ``[B, C, h, w]`` whose size follows the
-  input's (not a pooled vector, a 1x1 gate or a channels-last map), and
+* return a feature map whose size follows the input's (not a pooled vector or a 1x1
+  gate): channels-first ``[B, C, h, w]``, channels-last ``[B, h, w, C]`` (Swin,
+  ConvNeXt-style blocks) or tokens ``[B, k + gh * gw, D]`` over the patch grid of the
+  model's patch embedding (see ``nbexplain.core.views``), and
 
-then takes, at each spatial resolution, the outermost module (fewest dots in its
-name) that finishes last there: the end of the last block or stage at that
+then, for a CNN or Swin, takes at each spatial resolution the outermost module (fewest
+dots in its name) that finishes last there: the end of the last block or stage at that
 resolution. (The last module of all at a resolution is often the first layer of the
-next stage's downsampling block, which is why the outermost ones are preferred.) Up to five are kept,
-spread over the depth, the deepest always included.
+next stage's downsampling block, which is why the outermost ones are preferred.) For a
+ViT, whose blocks all share one resolution, it takes the blocks' outputs (the residual
+stream; ``token_blocks``). Up to five are kept, spread over the depth, the deepest always
+included; the patch embedding (a per-patch projection of the pixels) never is.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
+
+from .views import CHANNELS_FIRST, MapView, first_tensor, view_of
 
 # Probe sizes, tried in order: non-square first, so channels-last maps [B, h, w, C] can be told
 # from channels-first ones; square and small ones for models that only accept those (ViTs).
@@ -39,16 +45,42 @@ ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.Si
 
 @dataclass(frozen=True)
 class FeatureMap:
-    """A module seen in the probe whose output is a channels-first feature map."""
+    """A module seen in the probe whose output is a feature map (read through ``view``)."""
 
     name: str
     order: int  # when it finished in the forward pass
     channels: int
     size: tuple[int, int]
+    view: MapView = CHANNELS_FIRST
+    kind: str = ""  #: the module's class name (blocks of one transformer share it)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one probe forward saw: the feature maps (channels-first, channels-last and token
+    layers) in finishing order, and the patch grid of the model's patch embedding, if it has one."""
+
+    maps: tuple[FeatureMap, ...]
+    size: tuple[int, int]
+    patch_grid: tuple[int, int] | None = None
+    patch_embedding: str | None = None
+
+    @property
+    def tokens(self) -> list[FeatureMap]:
+        return [f for f in self.maps if f.view.layout == "tokens"]
+
+    def views(self) -> dict[str, MapView]:
+        return {f.name: f.view for f in self.maps}
 
 
 def probe_feature_maps(model: nn.Module, size: tuple[int, int] | None = None) -> list[FeatureMap]:
-    """The once-run modules returning channels-first feature maps, in the order they finish.
+    """The once-run modules returning channels-first or channels-last feature maps, in finishing order
+    (token layers are in ``probe_model``)."""
+    return [f for f in probe_model(model, size).maps if f.view.layout != "tokens"]
+
+
+def probe_model(model: nn.Module, size: tuple[int, int] | None = None) -> Probe:
+    """One probe forward of the model (see ``Probe``).
 
     Runs one forward on a random probe input of ``size`` (the input to be explained), else of
     the first size of ``PROBE_SIZES`` the model accepts, in eval mode without gradients; the
@@ -58,13 +90,27 @@ def probe_feature_maps(model: nn.Module, size: tuple[int, int] | None = None) ->
     """
     lazy = any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
     first_error = None
-    for probe_size in ([tuple(size)] if size is not None else []) + list(PROBE_SIZES):
+    first = [tuple(size)] if size is not None else [s for s in [declared_size(model)] if s is not None]
+    for probe_size in first + list(PROBE_SIZES):
         # A forward fixes lazy layers' shapes: probe a copy, afresh for each size, never the user's model.
         try:
             return _probe(copy.deepcopy(model).eval() if lazy else model, probe_size, own_copy=lazy)
         except Exception as err:  # noqa: BLE001 - a size the model refuses; the next may do
             first_error = first_error or (probe_size, err)
     raise ProbeFailed(*first_error)
+
+
+def declared_size(model: nn.Module) -> tuple[int, int] | None:
+    """The input size a model says it needs (ViTs with fixed position embeddings do): torchvision's
+    ``image_size``, timm's ``patch_embed.img_size``, Hugging Face's ``config.image_size``."""
+    for owner, attr in ((model, "image_size"), (getattr(model, "patch_embed", None), "img_size"),
+                        (getattr(model, "config", None), "image_size")):
+        value = getattr(owner, attr, None) if owner is not None else None
+        if isinstance(value, int) and value > 0:
+            return value, value
+        if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            return tuple(value)
+    return None
 
 
 class ProbeFailed(Exception):
@@ -75,8 +121,8 @@ class ProbeFailed(Exception):
         self.size, self.error = size, error
 
 
-def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> list[FeatureMap]:
-    """The feature maps of one probe forward at ``size`` (the model's error if it refuses that size)."""
+def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> Probe:
+    """What one probe forward at ``size`` shows (the model's error if it refuses that size)."""
     from .taps import borrowed, input_channels, model_device
 
     names: dict[int, list[str]] = {}
@@ -89,8 +135,7 @@ def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> l
     seen: dict[int, tuple[int, tuple[int, ...]]] = {}
 
     def hook(module, _inputs, output):
-        if isinstance(output, (tuple, list)) and output:
-            output = output[0]
+        output = first_tensor(output)
         key = id(module)
         calls[key] = calls.get(key, 0) + 1
         if isinstance(output, torch.Tensor):
@@ -103,37 +148,57 @@ def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> l
     finally:
         for h in handles:
             h.remove()
-    maps = []
+    usable = {}
     for key, (order, shape) in seen.items():
         module_names = names.get(key, [])
         if isinstance(modules[key], PADDINGS):
             continue  # a padded copy of its input, at a size no layer computes on
-        if calls[key] != 1 or len(module_names) != 1 or not _is_feature_map(shape, size):
+        if calls[key] != 1 or len(module_names) != 1:
             continue
         if any(part.lower().startswith("aux") for part in module_names[0].split(".")):
             continue  # auxiliary classifiers run only in training
-        maps.append(FeatureMap(module_names[0], order, shape[1], (shape[2], shape[3])))
-    return sorted(maps, key=lambda f: f.order)
+        usable[key] = (module_names[0], order, shape)
+    patch = _patch_embedding(modules, usable, size)
+    grid = None if patch is None else usable[patch][2][2:]
+    maps = []
+    for key, (name, order, shape) in usable.items():
+        view = view_of(shape, size, grid)
+        if view is not None:
+            channels = shape[-1] if view.layout != "channels_first" else shape[1]
+            maps.append(FeatureMap(name, order, channels, _spatial_size(shape, view), view, type(modules[key]).__name__))
+    return Probe(tuple(sorted(maps, key=lambda f: f.order)), tuple(size), grid,
+                 None if patch is None else usable[patch][0])
+
+
+def _spatial_size(shape, view: MapView) -> tuple[int, int]:
+    if view.layout == "tokens":
+        return view.grid
+    return (shape[1], shape[2]) if view.layout == "channels_last" else (shape[2], shape[3])
+
+
+def _patch_embedding(modules, usable, size):
+    """The first convolution that cuts the image into patches (kernel = stride > 1, straight from the
+    pixels), the patch embedding of a transformer; None for models without one."""
+    for key, (_name, _order, shape) in sorted(usable.items(), key=lambda kv: kv[1][1]):
+        m = modules[key]
+        if isinstance(m, nn.Conv2d) and len(shape) == 4:
+            if m.kernel_size == m.stride and min(m.stride) > 1 and m.in_channels <= 4:
+                return key
+            return None  # the model starts with an ordinary convolution: a CNN
+    return None
 
 
 def _unique_modules(model: nn.Module):
     return [m for name, m in model.named_modules() if name]
 
 
-def _is_feature_map(shape: tuple[int, ...], size: tuple[int, int]) -> bool:
-    """[B, C, h, w] with h x w > 1 following the input's aspect (one pixel of rounding allowed)."""
-    if len(shape) != 4:
-        return False
-    h, w = shape[2], shape[3]
-    big, small = size
-    return h * w > 1 and h <= big and w <= small and abs(h * small - w * big) <= max(size)
-
-
 def stage_outputs(maps: list[FeatureMap]) -> list[FeatureMap]:
     """At each spatial resolution, the outermost module that finished last (the stage's output),
-    in depth order."""
+    in depth order (token layers aside: all of a transformer's blocks share one resolution)."""
     best: dict[tuple[int, int], FeatureMap] = {}
-    for fm in maps:  # in finishing order: a later one at the same nesting level wins
+    for fm in maps:
+        if fm.view.layout == "tokens":
+            continue  # in finishing order: a later one at the same nesting level wins
         old = best.get(fm.size)
         if old is None or fm.name.count(".") <= old.name.count("."):
             best[fm.size] = fm
@@ -148,18 +213,21 @@ def spread(items: list, k: int = MAX_LAYERS) -> list:
     return [items[i] for i in idx]
 
 
-def token_candidates(model: nn.Module) -> list[str]:
-    """For models with no spatial feature maps (vision transformers): activation modules
-    after Linear layers (the MLPs over tokens), each registered under one name."""
-    names_of: dict[int, int] = {}
-    for _, module in model.named_modules(remove_duplicate=False):
-        names_of[id(module)] = names_of.get(id(module), 0) + 1
-    out, last_linear, seen_conv = [], False, False
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            seen_conv, last_linear = True, False
-        elif isinstance(module, nn.Linear):
-            last_linear = True
-        elif seen_conv and last_linear and isinstance(module, ACTIVATIONS) and names_of[id(module)] == 1:
-            out.append(name)
-    return out
+def token_blocks(probe: Probe) -> list[FeatureMap]:
+    """A transformer's blocks: token layers of one class that are children of one container
+    (``blocks.0..11``, ``encoder.layers.encoder_layer_0..``, ``vit.encoder.layer.0..``) and return
+    as many channels as the patch embedding (the residual stream), in depth order. The largest such
+    group wins, the outermost on a tie (a block's two LayerNorms are a group of two too). Found by
+    what modules return and by repetition, not by class names."""
+    if probe.patch_grid is None:
+        return []
+    width = next((f.channels for f in probe.maps if f.name == probe.patch_embedding), None)
+    groups: dict[tuple[str, str], list[FeatureMap]] = {}
+    for f in probe.tokens:
+        if width is None or f.channels == width:
+            parent = f.name.rsplit(".", 1)[0] if "." in f.name else ""
+            groups.setdefault((parent, f.kind), []).append(f)
+    if not groups:
+        return []
+    (parent, _), best = max(groups.items(), key=lambda kv: (len(kv[1]), -kv[0][0].count(".")))
+    return best if len(best) >= 2 else []

@@ -18,7 +18,7 @@ from . import losses
 from .fills import random_background
 from .masknet import MaskUNet
 from .pieces import label_pieces, pieces_by_size
-from .relevance import position_weights, start_logits
+from .relevance import LayerRelevance, position_weights, start_logits
 from .taps import Taps
 
 #: shares of the image at which mask logits are cut: the starting ranking and the final one (``MaskOptimizer._cut_search``)
@@ -159,7 +159,7 @@ class MaskOptimizer:
 
     def __init__(self, model, taps: Taps, layers, x, target, acts_x, logits_x, fill, cfg, seed, callbacks=(),
                  net=None, start_share: float = 0.5, step_offset: int = 0, prob_fill=None, relevance=None,
-                 checks=None):
+                 checks=None, prefix_x=None, patch_grid=None):
         self.model, self.taps, self.layers = model, taps, layers
         # Other neutral fills [n, B, C, H, W] under which a sufficient mask must keep the label too.
         self.checks = x.new_zeros((0, *x.shape)) if checks is None else checks
@@ -180,15 +180,23 @@ class MaskOptimizer:
         self.x_sufficient = logits_x.argmax(1) == target
         self.callbacks = list(callbacks)
         b, c, h, w = x.shape
-        self.size = working_size(h, w, cfg)
+        # A transformer sees patches: its mask is one on/off value per patch (``patch_grid``), never a
+        # pixel that cuts a patch in half, which would show the model a patch it never saw.
+        self.patch_grid = tuple(patch_grid) if patch_grid is not None and min(patch_grid) >= 2**cfg.unet_depth \
+            else None
+        self.size = self.patch_grid or working_size(h, w, cfg)
         self.layer_weights = _layer_weights(cfg, len(layers))
         self.distances = _distances(cfg, len(layers))
         self.seed, self.step_offset = seed, step_offset
         self.gen = torch.Generator(device=x.device).manual_seed(seed + 1)
         self.net_input = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
         # Target-aware matching: each tapped position weighted by its relevance to the target.
-        self.relevance = relevance or {}
+        self.relevance = relevance if isinstance(relevance, LayerRelevance) else LayerRelevance(relevance or {})
         self.act_weights = {n: position_weights(r) for n, r in self.relevance.items()}
+        # A token layer's prefix tokens (a ViT's class token) are matched too, weighted by their share of
+        # the layer's relevance: at the last block the head reads only them.
+        self.prefix_x = prefix_x or {}
+        self.prefix_share = {n: s for n in self.prefix_x if (s := self.relevance.prefix_share(n)) is not None}
         start = start_logits(self.relevance, self.size, start_share) if self.relevance else None
         if net is None:
             with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
@@ -315,7 +323,7 @@ class MaskOptimizer:
         the logits' own threshold. The empty mask is the fill alone, whose probability is known: it is
         scored only for images whose fill already has the probability needed."""
         z = self.net(self.net_input) + self.offset
-        z = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        z = self.to_input_size(z)
         ranked = z.flatten(1).sort(dim=1, descending=True).values
         pixels = ranked.shape[1]
         counts = [(ranked > 0).sum(1)] if current else []
@@ -437,11 +445,26 @@ class MaskOptimizer:
             cut = flat.sort(dim=1).values.gather(1, (k - 1)[:, None])
             z = z - cut[:, :, None] - 1e-4
         p = torch.sigmoid(z)
-        z_full = F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        z_full = self.to_input_size(z)
         hard = (z_full > 0).float()
         m_full = hard + 0.25 * (z_full - z_full.detach())
         m_work = (z > 0).float() + 0.25 * (z - z.detach())
         return p, m_work, hard, m_full
+
+    def to_input_size(self, z: torch.Tensor) -> torch.Tensor:
+        """Mask logits [B, h, w] at the input's size: smoothly, or patch by patch on a patch grid."""
+        if self.patch_grid is not None:
+            return F.interpolate(z[:, None], size=self.x.shape[-2:], mode="nearest")[:, 0]
+        return F.interpolate(z[:, None], size=self.x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+    def _layer_distance(self, name: str, kind: str, acts: dict, b: int) -> torch.Tensor:
+        d = losses.activation_distance(self.acts_x[name], acts[name][:b], kind, self.act_weights.get(name))
+        share = self.prefix_share.get(name)
+        if share is None:
+            return d
+        tokens = losses.activation_distance(self.prefix_x[name], self.taps.prefix[name][:b],
+                                            "mse" if kind == "std_mse" else kind)
+        return (1 - share) * d + share * tokens
 
     def variants_at(self, step: int) -> int:
         """Random-background variants in this step's batch (``robustness_every``; every step when strict)."""
@@ -460,10 +483,8 @@ class MaskOptimizer:
         logits = self.model(torch.cat(batch))
         acts = self.taps.collect()
         logits_e, logits_c = logits[:b], logits[b:(1 + n_checks) * b].reshape(n_checks, b, logits.shape[1])
-        act = sum(
-            w * losses.activation_distance(self.acts_x[name], acts[name][:b], d, self.act_weights.get(name))
-            for name, w, d in zip(self.layers, self.layer_weights, self.distances)
-        )
+        act = sum(w * self._layer_distance(name, d, acts, b)
+                  for name, w, d in zip(self.layers, self.layer_weights, self.distances))
         terms = {
             "activation": act,
             "kl": losses.output_kl(self.logits_x, logits_e, cfg.temperature),
@@ -522,7 +543,8 @@ class MaskOptimizer:
             {k: v[rows] for k, v in self.acts_x.items()}, self.logits_x[rows], self.fill[rows], self.cfg,
             self.seed + 1_000_003, self.callbacks if shows_first else (), start_share=self.cfg.retry_area,
             step_offset=self.steps_run, prob_fill=self.prob_fill[rows],
-            relevance={k: v[rows] for k, v in self.relevance.items()}, checks=self.checks[:, rows],
+            relevance=self.relevance.rows(rows), checks=self.checks[:, rows],
+            prefix_x={k: v[rows] for k, v in self.prefix_x.items()}, patch_grid=self.patch_grid,
         )
         try:
             again._optimise()

@@ -17,22 +17,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .views import CHANNELS_FIRST, first_tensor
+
 
 @contextlib.contextmanager
 def relevance_probes(net: nn.Module, layers: list[str], enabled: bool = True) -> Iterator[dict[str, torch.Tensor]]:
-    """While active, each named layer's output (a tensor) gets a zero added, recorded in the yielded
-    dict: its gradient is the output's, whatever in-place ops follow. So the forward that gives x's
-    logits and activations also gives the relevance (``relevance_maps``), without a second pass."""
+    """While active, each named layer's output (a tensor, or a tuple's first) gets a zero added, recorded
+    in the yielded dict: its gradient is the output's, whatever in-place ops follow. So the forward that
+    gives x's logits and activations also gives the relevance (``relevance_maps``), without a second pass."""
     deltas: dict[str, torch.Tensor] = {}
     modules = dict(net.named_modules())
     handles = []
 
     def make_hook(name):
         def hook(_module, _inputs, output):
-            if isinstance(output, torch.Tensor) and output.dim() == 4 and torch.is_grad_enabled():
-                deltas[name] = torch.zeros_like(output, requires_grad=True)
-                return output + deltas[name]
-            return None
+            first = first_tensor(output)
+            if not isinstance(first, torch.Tensor) or first.dim() < 3 or not torch.is_grad_enabled():
+                return None
+            deltas[name] = torch.zeros_like(first, requires_grad=True)
+            probed = first + deltas[name]
+            return probed if first is output else type(output)([probed, *output[1:]])
 
         return hook
 
@@ -45,17 +49,49 @@ def relevance_probes(net: nn.Module, layers: list[str], enabled: bool = True) ->
             h.remove()
 
 
-def relevance_maps(logits: torch.Tensor, deltas: dict, acts_x: dict, target: torch.Tensor) -> dict[str, torch.Tensor]:
+class LayerRelevance(dict):
+    """``{layer: [B, h, w]}`` relevance maps, and in ``prefix`` ``{layer: [B]}`` the relevance of a token
+    layer's prefix tokens (the class token of a ViT), which sit at no position of the map."""
+
+    def __init__(self, maps=(), prefix=None):
+        super().__init__(maps)
+        self.prefix: dict[str, torch.Tensor] = dict(prefix or {})
+
+    def prefix_share(self, name: str) -> torch.Tensor | None:
+        """Per image, the share of layer ``name``'s relevance in its prefix tokens (None: it has none).
+        At a ViT's last block it is all of it: only the class token reaches the head."""
+        if name not in self.prefix:
+            return None
+        pre = self.prefix[name]
+        total = pre + self[name].flatten(1).sum(1) if name in self else pre
+        return torch.where(total > 0, pre / total.clamp_min(1e-12), torch.zeros_like(pre))
+
+    def rows(self, rows) -> "LayerRelevance":
+        return LayerRelevance({k: v[rows] for k, v in self.items()}, {k: v[rows] for k, v in self.prefix.items()})
+
+
+def relevance_maps(logits: torch.Tensor, deltas: dict, acts_x: dict, target: torch.Tensor,
+                   views: dict | None = None, prefix_x: dict | None = None) -> LayerRelevance:
     """Per probed layer, [B, h, w] maps of relu(sum_c dz_target/da * a): one backward from the logits
-    of the probed forward."""
+    of the probed forward. ``views`` read each layer's output as its map (as the taps did), and
+    ``prefix_x`` holds the taps' prefix tokens, whose relevance goes to ``LayerRelevance.prefix``."""
     if not deltas:
-        return {}
+        return LayerRelevance()
+    views, prefix_x = views or {}, prefix_x or {}
     # The target's own score, not its log-probability: the latter's gradient also rewards the
     # evidence against every other class, which keeps other objects (measured on grids of photos).
     picked = logits.gather(1, target[:, None]).sum()
     grads = torch.autograd.grad(picked, list(deltas.values()), allow_unused=True)
-    return {name: (g * acts_x[name]).sum(1).clamp_min(0).detach()
-            for name, g in zip(deltas, grads) if g is not None}
+    out = LayerRelevance()
+    for name, g in zip(deltas, grads):
+        if g is None or acts_x[name].dim() != 4:
+            continue
+        view = views.get(name, CHANNELS_FIRST)
+        out[name] = (view.map(g) * acts_x[name]).sum(1).clamp_min(0).detach()
+        tokens = view.prefix_tokens(g)
+        if tokens is not None and name in prefix_x:
+            out.prefix[name] = (tokens * prefix_x[name]).sum(2).clamp_min(0).sum(1).detach()
+    return out
 
 
 def position_weights(relevance: torch.Tensor) -> torch.Tensor:

@@ -8,10 +8,13 @@ handle is removed in ``finally``.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch import nn
+
+from .views import CHANNELS_FIRST, MapView, first_tensor
 
 
 class LayerError(ValueError):
@@ -29,39 +32,59 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
+@dataclass(frozen=True)
+class LayerPlan:
+    """The layers to tap at one input size, how to read each as a map, and the patch grid the mask
+    follows (a transformer's; None for CNNs)."""
+
+    layers: list[str]
+    views: dict[str, MapView]
+    patch_grid: tuple[int, int] | None = None
+
+
 def default_layers(model: nn.Module, size: tuple[int, int] | None = None) -> list[str]:
-    """Up to five stage outputs spread over the depth, chosen from a probe forward (see
-    ``nbexplain.core.layer_choice``) at the input ``size`` if given; for models without spatial feature maps, the
-    activations of their token MLPs; or a clear error."""
-    from .layer_choice import ProbeFailed, probe_feature_maps, spread, stage_outputs, token_candidates
+    """Up to five layers spread over the depth, chosen from a probe forward (see
+    ``nbexplain.core.layer_choice``) at the input ``size`` if given, or a clear error."""
+    return plan_layers(model, None, size).layers
+
+
+def plan_layers(model: nn.Module, layers: list[str] | None, size: tuple[int, int] | None = None) -> LayerPlan:
+    """The ``LayerPlan`` for the given layer names (None: chosen automatically) at input ``size``."""
+    from .layer_choice import ProbeFailed, probe_model, spread, stage_outputs, token_blocks
 
     try:
-        maps = probe_feature_maps(model, size)
+        probe = probe_model(model, size)
     except ProbeFailed as failed:
-        maps, refused = [], failed
-    else:
-        refused = None
-    if maps:
-        chosen = stage_outputs(maps)
-        if len(chosen) < 3:  # few resolutions: add maps spread over the depth
-            chosen = sorted(set(chosen) | set(spread(maps)), key=lambda f: f.order)
-        return [f.name for f in spread(chosen)]
-    tokens = token_candidates(model)
-    if tokens:
-        return spread(tokens)
-    if refused is not None:
-        h, w = refused.size
+        if layers is not None:
+            return LayerPlan(list(layers), {})  # the explanation's own forward will say what is wrong
+        h, w = failed.size
         raise LayerError(
             f"cannot choose layers automatically for {type(model).__name__}: its forward failed on a probe batch "
-            f"[2, C, {h}, {w}] (and on every other probe size) with {refused}. Check that model(x) runs on a batch "
+            f"[2, C, {h}, {w}] (and on every other probe size) with {failed}. Check that model(x) runs on a batch "
             "of two images of your input's size; or pass layers=['name', ...] with module names from "
             "model.named_modules()."
-        ) from refused.error
-    raise LayerError(
-        f"cannot choose layers automatically for {type(model).__name__}: a probe forward found no convolutional "
-        "feature map (no module that runs once and returns [batch, channels, height, width]). Pass layers=['name', ...] with "
-        "module names from model.named_modules()."
-    )
+        ) from failed.error
+    views = probe.views()
+    if layers is None:
+        blocks = token_blocks(probe)
+        maps = [f for f in probe.maps if f.name != probe.patch_embedding and f.view.layout != "tokens"]
+        if blocks:
+            chosen = spread(blocks)
+        elif maps:
+            chosen = stage_outputs(maps)
+            if len(chosen) < 3:  # few resolutions: add maps spread over the depth
+                chosen = sorted(set(chosen) | set(spread(maps)), key=lambda f: f.order)
+            chosen = spread(chosen)
+        else:
+            raise LayerError(
+                f"cannot choose layers automatically for {type(model).__name__}: a probe forward found no feature "
+                "map (no module that runs once and returns [batch, channels, height, width], [batch, height, width, "
+                "channels] or patch tokens). Pass layers=['name', ...] with module names from model.named_modules()."
+            )
+        layers = [f.name for f in chosen]
+    views = {name: views.get(name, CHANNELS_FIRST) for name in layers}
+    follows_patches = any(v.layout != "channels_first" for v in views.values())
+    return LayerPlan(list(layers), views, probe.patch_grid if follows_patches else None)
 
 
 def resolve_layers(model: nn.Module, layers) -> list[str]:
@@ -91,26 +114,34 @@ def resolve_layers(model: nn.Module, layers) -> list[str]:
 
 
 @contextlib.contextmanager
-def tap_activations(model: nn.Module, layers: list[str]) -> Iterator["Taps"]:
-    """Record the output of each named module during forward passes.
+def tap_activations(model: nn.Module, layers: list[str], views: dict[str, MapView] | None = None) -> Iterator["Taps"]:
+    """Record the output of each named module during forward passes, as the map its view reads
+    (``views``, default channels-first: the output as it is).
 
     Yields a ``Taps``; call ``collect()`` after each forward.  A module
     called more than once per forward (a shared ReLU) is an error, since its
     output is ambiguous.
     """
     modules = dict(model.named_modules())
+    views = views or {}
     store: dict[str, torch.Tensor] = {}
+    prefix: dict[str, torch.Tensor] = {}
     calls: dict[str, int] = {}
     handles = []
 
     def make_hook(name):
+        view = views.get(name, CHANNELS_FIRST)
+
         def hook(_module, _inputs, output):
-            if isinstance(output, (tuple, list)):
-                output = output[0]
+            output = first_tensor(output)
             if not isinstance(output, torch.Tensor):
                 raise LayerError(f"layer {name!r} does not return a tensor; choose another layer")
             calls[name] = calls.get(name, 0) + 1
-            store[name] = output.clone()  # later in-place ops (ReLU(inplace), +=) must not alter it
+            # A clone: later in-place ops (ReLU(inplace), +=) must not alter it.
+            store[name] = view.map(output).clone()
+            tokens = view.prefix_tokens(output)
+            if tokens is not None:
+                prefix[name] = tokens.clone()
 
         return hook
 
@@ -118,6 +149,7 @@ def tap_activations(model: nn.Module, layers: list[str]) -> Iterator["Taps"]:
         # Each forward of the whole model starts afresh, so forwards made in between
         # (another explainer on the same model, say) leave nothing behind here.
         store.clear()
+        prefix.clear()
         calls.clear()
 
     try:
@@ -125,20 +157,25 @@ def tap_activations(model: nn.Module, layers: list[str]) -> Iterator["Taps"]:
         for name in layers:
             handles.append(modules[name].register_forward_hook(make_hook(name)))
         store.clear()
-        yield Taps(store, calls, layers)
+        yield Taps(store, prefix, calls, layers)
     finally:
         for h in handles:
             h.remove()
 
 
 class Taps:
-    """The live view of tapped outputs, with a check that every layer fired exactly once."""
+    """The live view of tapped outputs, with a check that every layer fired exactly once.
 
-    def __init__(self, store, calls, layers):
-        self._store, self._calls, self._layers = store, calls, layers
+    ``prefix`` holds, after each ``collect()``, the prefix tokens ``[B, k, D]`` of the token
+    layers that have them (the class token of a ViT), from the same forward."""
+
+    def __init__(self, store, prefix, calls, layers):
+        self._store, self._prefix, self._calls, self._layers = store, prefix, calls, layers
+        self.prefix: dict[str, torch.Tensor] = {}
 
     def reset(self):
         self._store.clear()
+        self._prefix.clear()
         self._calls.clear()
 
     def collect(self) -> dict[str, torch.Tensor]:
@@ -152,6 +189,7 @@ class Taps:
                 "torchvision BasicBlock); tap the enclosing block instead"
             )
         out = {n: self._store[n] for n in self._layers}
+        self.prefix = dict(self._prefix)
         self.reset()
         return out
 

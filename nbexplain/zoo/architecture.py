@@ -1,10 +1,16 @@
-"""A narrow torchvision ResNet: the real structure, small enough for a CPU.
+"""A narrow torchvision ResNet and a tiny torchvision ViT: the real structures,
+small enough for a CPU.
 
 ``SmallResNet`` *is* a ``torchvision.models.resnet.ResNet`` (same class
 hierarchy, forward and attribute names: conv1, bn1, relu, maxpool,
 layer1..layer4 of ``BasicBlock``, avgpool, fc), only with fewer channels, so
 code written for torchvision ResNets (layer taps, circuit readout) sees the
 real thing.
+
+``SmallViT`` *is* a ``torchvision.models.vision_transformer.VisionTransformer``
+(conv_proj, class_token, encoder.pos_embedding, encoder.layers.encoder_layer_i
+with ln_1, self_attention = ``nn.MultiheadAttention``, ln_2 and mlp,
+encoder.ln, heads.head), built by its own ``__init__`` with small sizes.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Sequence
 
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet, conv1x1
+from torchvision.models.vision_transformer import VisionTransformer
 
 
 def _stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
@@ -53,3 +60,23 @@ class SmallResNet(ResNet):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+class SmallViT(VisionTransformer):
+    """torchvision ``VisionTransformer`` with small sizes (defaults: 8x8 patches of
+    16 px on 128 px images, i.e. 64 patch tokens plus the class token)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int = 128,
+        patch_size: int = 16,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        hidden_dim: int = 64,
+        mlp_dim: int = 128,
+    ) -> None:
+        super().__init__(
+            image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
+            hidden_dim=hidden_dim, mlp_dim=mlp_dim, num_classes=num_classes,
+        )

@@ -9,12 +9,14 @@ import torch
 from torch import nn
 from torchvision.transforms import Normalize
 
-from .architecture import SmallResNet
+from .architecture import SmallResNet, SmallViT
 from .preprocess import Preprocess
 from .pretrained import PRETRAINED_NAMES, load_efficientnet_lite0
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MODEL_NAMES = ("honest", "shortcut")  # bundled with the package
+RESNET_NAMES = ("honest", "shortcut")
+VIT_NAMES = ("vit_honest", "vit_shortcut")
+MODEL_NAMES = RESNET_NAMES + VIT_NAMES  # bundled with the package
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,21 @@ def weights_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.pt"
 
 
-def build_model(meta: dict) -> SmallResNet:
-    """An untrained model with the architecture recorded in ``meta``."""
-    return SmallResNet(len(meta["labels"]), widths=meta["widths"], blocks=meta["blocks"])
+VIT_SIZES = ("image_size", "patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim")
+
+
+def build_model(meta: dict) -> SmallResNet | SmallViT:
+    """An untrained model with the architecture recorded in ``meta``.
+
+    ``meta["arch"]`` is ``"resnet"`` (``widths``, ``blocks``; also when "arch"
+    is missing, as in the older weight files) or ``"vit"`` (the ``VIT_SIZES``).
+    """
+    arch = meta.get("arch", "resnet")
+    if arch == "resnet":
+        return SmallResNet(len(meta["labels"]), widths=meta["widths"], blocks=meta["blocks"])
+    if arch == "vit":
+        return SmallViT(len(meta["labels"]), **{k: meta[k] for k in VIT_SIZES})
+    raise ValueError(f"unknown architecture {arch!r} in the model's meta; known: 'resnet', 'vit'")
 
 
 def load_model(name: str = "honest") -> ZooModel:
@@ -49,8 +63,16 @@ def load_model(name: str = "honest") -> ZooModel:
 
     "honest" was trained on clean scenes from ``nbexplain.datasets.make_scenes``;
     "shortcut" on scenes whose ``CUE_CLASS`` images mostly carry the corner cue,
-    and it relies on that cue. ``meta`` records the recipe and the accuracies
-    measured by ``scripts/train_zoo.py``.
+    and it relies on that cue. Both are ``SmallResNet`` (a narrow torchvision
+    ``ResNet``).
+
+    "vit_honest" and "vit_shortcut" are the same pair as ``SmallViT``, a tiny
+    torchvision ``VisionTransformer`` (16 px patches on 128 px scenes: 64 patch
+    tokens plus the class token), trained with the same recipe (same initial
+    weights and scenes for both; the cue is the only difference).
+
+    ``meta`` records the architecture, the recipe and the accuracies measured by
+    ``scripts/train_zoo.py``.
     """
     if name in PRETRAINED_NAMES:
         return load_efficientnet_lite0()
@@ -75,7 +97,7 @@ def load_weights_file(path: Path, name: str | None = None) -> ZooModel:
     )
 
 
-def save_model(model: SmallResNet, path: Path, meta: dict) -> None:
+def save_model(model: nn.Module, path: Path, meta: dict) -> None:
     """Write ``model`` in half precision with its ``meta`` (used by the training script)."""
     state = {
         k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
