@@ -287,6 +287,7 @@ class Explainer:
                 normalization=self.normalization,
                 robustness=None if robust is None else float(robust[i]),
                 interrupted=interrupted,
+                views=dict(self.plan.views),
                 _network=net,
             ))
         return out

@@ -59,6 +59,8 @@ class Explanation:
     #: the method's own verdict: label kept with the probability needed under the fill, and under every check
     sufficient: bool | None = None
     interrupted: bool = False
+    #: how each tapped layer's output was read as a map (token layers of a transformer, channels-last maps)
+    views: dict = field(default_factory=dict)
     _network: nn.Module | None = field(default=None, repr=False)
 
     # -- derived numbers ---------------------------------------------------
@@ -90,9 +92,12 @@ class Explanation:
     # -- circuits (computed on first use) ---------------------------------
     @cached_property
     def circuit(self):
-        """The channel-level circuit read from the explanation's forward pass."""
+        """The channel-level circuit read from the explanation's forward pass (for a transformer: its
+        attention heads and MLP units, ``nbexplain.core.transformer_circuit``)."""
         from .core.circuit import read_circuit
 
+        if self._reads_tokens:
+            return self._transformer_circuit("explanation")
         return read_circuit(
             self._network or self.model, self.layers, self.activations_explanation, self.target,
             acts_other=self.activations_original, labels=self.labels, source="explanation",
@@ -104,11 +109,28 @@ class Explanation:
         """The same readout on the original image, for comparison."""
         from .core.circuit import read_circuit
 
+        if self._reads_tokens:
+            return self._transformer_circuit("original")
         return read_circuit(
             self._network or self.model, self.layers, self.activations_original, self.target,
             acts_other=self.activations_explanation, labels=self.labels, source="original",
             inputs=self.input,
         )
+
+    @property
+    def _reads_tokens(self) -> bool:
+        return any(getattr(v, "layout", None) == "tokens" for v in self.views.values())
+
+    def _transformer_circuit(self, source: str):
+        from .core.circuit import CircuitUnsupportedError
+        from .core.transformer_circuit import read_transformer_circuit
+
+        if not all(getattr(self.views.get(n), "layout", None) == "tokens" for n in self.layers):
+            raise CircuitUnsupportedError("a transformer circuit needs every tapped layer to be a block over tokens; "
+                                          f"these are {self.layers}")
+        mine, other = (self.explanation, self.input) if source == "explanation" else (self.input, self.explanation)
+        return read_transformer_circuit(self._network or self.model, self.layers, self.views, self.target, mine,
+                                        inputs_other=other, labels=self.labels, source=source)
 
     # -- display -----------------------------------------------------------
     def summary(self) -> str:

@@ -102,7 +102,7 @@ def test_bad_layer_names_get_clear_errors(tiny):
     with pytest.raises(ValueError, match="no module named 'featurez'"):
         Explainer(tiny, layers=["featurez"])
     nn = torch.nn
-    with pytest.raises(ValueError, match="no convolution"):  # runs on images, but has no feature map
+    with pytest.raises(ValueError, match="found no feature map"):  # runs on images, but has no feature map
         Explainer(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2)))
     with pytest.raises(ValueError, match="forward failed on a probe batch.*mat1 and mat2"):  # runs on no image
         Explainer(nn.Sequential(nn.Flatten(), nn.Linear(10, 2)))

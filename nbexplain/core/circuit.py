@@ -102,7 +102,8 @@ class Circuit:
     """
 
     def __init__(self, *, target, target_name, source, layers, nodes, edges, energies,
-                 energies_other=None, config=None, model=None, inputs=None, sizing=None):
+                 energies_other=None, config=None, model=None, inputs=None, sizing=None, sites=None,
+                 node_maps=None):
         self.target = int(target)
         self.target_name = target_name
         self.source = source
@@ -117,6 +118,9 @@ class Circuit:
         self._graph = None
         self.sizing: Sizing | None = sizing
         """How the decision-sized circuit was found (None for a fixed budget)."""
+        self.sites = sites  #: where a transformer's nodes (heads, units) live; None for channels
+        #: ``{"explanation"|"original": {layer: [n, h, w]}}``: node pictures where they are not the taps' maps
+        self.node_maps = dict(node_maps or {})
 
     @property
     def channels(self) -> dict[str, tuple[int, ...]]:
@@ -195,15 +199,16 @@ class Circuit:
             self._model, self.layers, self.channels, inputs, target=self.target, target_name=self.target_name,
             fill=cfg.validate_fill if fill is None else fill,
             repeats=cfg.validate_repeats if repeats is None else repeats,
-            seed=cfg.validate_seed if seed is None else seed, recover=cfg.recover,
+            seed=cfg.validate_seed if seed is None else seed, recover=cfg.recover, sites=self.sites,
         )
 
     def __repr__(self) -> str:
         name = f" {self.target_name!r}" if self.target_name is not None else ""
         per_layer = ", ".join(f"{k}:{len(v)}" for k, v in self.channels.items())
-        sized = (f", sized by the decision: {self.sizing.share:.1%} of the tapped channels"
+        what = "heads and units" if self.sites else "channels"
+        sized = (f", sized by the decision: {self.sizing.share:.1%} of the tapped {'nodes' if self.sites else 'channels'}"
                  if self.sizing is not None else "")
-        return (f"Circuit(source={self.source}, target={self.target}{name}, {self.size} channels "
+        return (f"Circuit(source={self.source}, target={self.target}{name}, {self.size} {what} "
                 f"[{per_layer}]{sized}, {len(self.classes)} classes, {len(self.edges)} edges)")
 
 

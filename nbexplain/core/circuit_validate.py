@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .sites import OutputSite, unsupported
+
 _CHUNK = 8  # variants per forward pass: bounds memory on 224x224 inputs
 
 
@@ -170,8 +172,9 @@ class CircuitValidation:
 
 
 def validate_circuit(model, layers, channels, inputs, *, target, target_name=None, fill="zero",
-                     repeats=20, seed=0, recover=0.5) -> CircuitValidation:
-    """Run the ablation check (see module doc). ``channels``: ``{layer: kept channel indices}``."""
+                     repeats=20, seed=0, recover=0.5, sites=None) -> CircuitValidation:
+    """Run the ablation check (see module doc). ``channels``: ``{layer: kept channel indices}``;
+    ``sites``: ``{layer: Site}`` where nodes are not a module output's channels (heads, units)."""
     if fill not in ("zero", "mean"):
         raise ValueError(f"fill must be 'zero' or 'mean', got {fill!r}.")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
@@ -187,7 +190,7 @@ def validate_circuit(model, layers, channels, inputs, *, target, target_name=Non
     device, dtype = model_device_dtype(model)
     x = x.detach().to(device=device, dtype=dtype)[None]
 
-    ablation = _Ablation(model, layers, fill)
+    ablation = _Ablation(model, layers, fill, sites)
     with ablation, eval_mode(model), torch.no_grad():
         clean = torch.softmax(ablation.run(x, None).double(), dim=1)[0].cpu()
         totals = ablation.channel_counts
@@ -260,7 +263,7 @@ def _grid(n):
     return list(range(1, n + 1))
 
 
-def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recover=0.5) -> Sizing:
+def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recover=0.5, sites=None) -> Sizing:
     """The fewest channels per layer whose circuit alone is sufficient for ``target``.
 
     ``orders``: ``{layer: channel indices, best first}``; the circuit keeps a prefix of
@@ -294,7 +297,7 @@ def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recove
     device, dtype = model_device_dtype(model)
     x = inputs[0] if inputs.dim() == 4 else inputs
     x = x.detach().to(device=device, dtype=dtype)[None]
-    ablation = _Ablation(model, layers, fill)
+    ablation = _Ablation(model, layers, fill, sites)
     forwards = 0
 
     def keeps(sizes):
@@ -342,45 +345,62 @@ def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recove
     return Sizing({n: int(sizes[n]) for n in layers}, totals, True, forwards, recover)
 
 
-def channel_relevance(model, layers, inputs, target, fill="zero") -> dict:
-    """``{layer: [C]}``: first-order estimate of what filling each channel costs the target's logit.
+def channel_relevance(model, layers, inputs, target, fill="zero", sites=None) -> dict:
+    """``{layer: [C]}``: first-order estimate of what filling each channel (head, unit) costs the
+    target's logit.
 
     ``sum over positions of (a - fill(a)) * d logit / d a``, with ``a`` the tapped
-    activation on ``inputs`` and ``fill(a)`` zero or its spatial mean; the gradient of
+    activation on ``inputs`` and ``fill(a)`` zero or its mean over positions; the gradient of
     each tap is taken with the tap's value as the variable (through the later layers
     only). Large positive values: channels the decision leans on.
     """
     layers = tuple(layers)
+    sites = _sites_for(layers, sites)
     device, dtype = model_device_dtype(model)
     x = inputs[0] if inputs.dim() == 4 else inputs
     x = x.detach().to(device=device, dtype=dtype)[None]
     taps, handles = {}, []
 
-    def hook(name):
-        def fn(module, args, out):
-            if name in taps or not isinstance(out, torch.Tensor):
+    def leaf_at(name):
+        def fn(z):
+            if name in taps:
                 return None
-            leaf = out.detach().clone().requires_grad_(True)
+            leaf = z.detach().clone().requires_grad_(True)
             taps[name] = leaf
             return leaf.clone()  # downstream in-place operations must not touch the leaf
         return fn
 
     try:
         for name in layers:
-            handles.append(model.get_submodule(name).register_forward_hook(hook(name)))
+            handles.append(sites[name].attach(model, leaf_at(name)))
         with eval_mode(model), torch.enable_grad():
-            logits = model(x)
+            logits = _logits_of(model(x))
             grads = torch.autograd.grad(logits[0, int(target)], [taps[n] for n in layers], allow_unused=True)
     finally:
         for h in handles:
             h.remove()
     out = {}
     for name, g in zip(layers, grads):
-        a = taps[name].detach()[0]
-        g = torch.zeros_like(a) if g is None else g[0]
+        site, a = sites[name], taps[name].detach()
+        g = torch.zeros_like(a) if g is None else g
         if fill == "mean":
-            a = a - a.mean(dim=tuple(range(1, a.dim())), keepdim=True)
-        out[name] = (a * g).double().flatten(1).sum(dim=1).cpu()
+            dim = site.channel_dim % a.dim()
+            a = a - a.mean(dim=tuple(d for d in range(1, a.dim()) if d != dim), keepdim=True)
+        out[name] = site.node_values(a * g)[0].double().flatten(1).sum(dim=1).cpu()
+    return out
+
+
+def _sites_for(layers, sites):
+    sites = dict(sites or {})
+    return {name: sites.get(name) or OutputSite(name) for name in layers}
+
+
+def _logits_of(out):
+    """Logits from a model's output (a tensor, a tuple's first, or an output object's ``logits``)."""
+    if hasattr(out, "logits") and not isinstance(out, torch.Tensor):
+        out = out.logits
+    elif isinstance(out, (tuple, list)):
+        out = out[0]
     return out
 
 
@@ -392,15 +412,17 @@ def _keep_mask(sets, n_channels):
 
 
 class _Ablation:
-    """Forward hooks on the tapped modules that keep chosen channels and fill the rest.
+    """Hooks at each layer's site (a module's output channels, or a transformer's heads and units)
+    that keep chosen nodes and fill the rest.
 
     Hooks are registered on entry and removed on exit (also on errors).
     """
 
-    def __init__(self, model, layers, fill):
+    def __init__(self, model, layers, fill, sites=None):
         self.model = model
         self.layers = layers
         self.fill = fill
+        self.sites = _sites_for(layers, sites)
         self.keep = None
         self.channel_counts = {}
         self.calls = {}
@@ -409,7 +431,7 @@ class _Ablation:
     def __enter__(self):
         try:
             for name in self.layers:
-                self.handles.append(self.model.get_submodule(name).register_forward_hook(self._hook(name)))
+                self.handles.append(self.sites[name].attach(self.model, self._hook(name)))
         except BaseException:
             self.__exit__()
             raise
@@ -423,9 +445,15 @@ class _Ablation:
     def run(self, x, keep):
         self.keep = keep
         self.calls = dict.fromkeys(self.layers, 0)
-        out = self.model(x)
+        out = _logits_of(self.model(x))
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
             raise TypeError("validate() needs a model whose forward returns logits [batch, classes].")
+        silent = [n for n, c in self.calls.items() if c == 0 and not isinstance(self.sites[n], OutputSite)]
+        if silent:
+            site = self.sites[silent[0]]
+            raise unsupported(f"the {site.kind}s of {type(self.model).__name__} cannot be read: "
+                              f"{site.module_name!r} ({site.owner}) never runs as a module (its weights go to a "
+                              "functional call)")
         reused = [n for n, c in self.calls.items() if c != 1]
         if reused:
             raise ValueError(f"Tapped modules {reused} did not run exactly once per forward pass; "
@@ -433,17 +461,12 @@ class _Ablation:
         return out
 
     def _hook(self, name):
-        def hook(module, args, out):
+        site = self.sites[name]
+
+        def fn(z):
             self.calls[name] += 1
-            if not isinstance(out, torch.Tensor) or out.dim() < 3:
-                raise TypeError(f"Layer {name!r} does not output a [batch, C, ...] feature map.")
-            self.channel_counts[name] = out.shape[1]
+            self.channel_counts[name] = site.n
             if self.keep is None:
                 return None
-            keep = self.keep[name].to(device=out.device, dtype=out.dtype)
-            keep = keep.view(*keep.shape, *([1] * (out.dim() - 2)))
-            if self.fill == "zero":
-                return out * keep
-            mean = out.mean(dim=tuple(range(2, out.dim())), keepdim=True)
-            return out * keep + mean * (1 - keep)
-        return hook
+            return site.apply_keep(z, self.keep[name], self.fill)
+        return fn

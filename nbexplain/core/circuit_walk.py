@@ -78,12 +78,12 @@ class CircuitUnsupportedError(RuntimeError):
     there is one); the following lines say what is supported. ``reason`` holds the first line.
     """
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, advice: bool = True):
         self.reason = reason
         super().__init__(
             f"{reason}\n{SUPPORTED} Explanations themselves still work; only the circuit "
             "readout is unavailable. Choose other layers, or wrap the unsupported part so "
-            "that it is not between two tapped layers."
+            "that it is not between two tapped layers." if advice else reason
         )
 
 
