@@ -119,17 +119,25 @@ class Explanation:
 
     @property
     def _reads_tokens(self) -> bool:
-        return any(getattr(v, "layout", None) == "tokens" for v in self.views.values())
+        """Whether the circuit is a transformer's (heads and units): token layers, or channels-last
+        stages (Swin) of a model with attention."""
+        layouts = {getattr(v, "layout", None) for v in self.views.values()}
+        if "tokens" in layouts:
+            return True
+        from .core.sites import has_attention
+
+        return "channels_last" in layouts and has_attention(self._network or self.model)
 
     def _transformer_circuit(self, source: str):
         from .core.circuit import CircuitUnsupportedError
         from .core.transformer_circuit import read_transformer_circuit
 
-        if not all(getattr(self.views.get(n), "layout", None) == "tokens" for n in self.layers):
+        layers = [n for n in self.layers if getattr(self.views.get(n), "layout", None) in ("tokens", "channels_last")]
+        if len(layers) < len(self.layers) and all(self.views[n].layout == "tokens" for n in layers):
             raise CircuitUnsupportedError("a transformer circuit needs every tapped layer to be a block over tokens; "
-                                          f"these are {self.layers}")
+                                          f"these are {self.layers}", advice=False)
         mine, other = (self.explanation, self.input) if source == "explanation" else (self.input, self.explanation)
-        return read_transformer_circuit(self._network or self.model, self.layers, self.views, self.target, mine,
+        return read_transformer_circuit(self._network or self.model, layers, self.views, self.target, mine,
                                         inputs_other=other, labels=self.labels, source=source)
 
     # -- display -----------------------------------------------------------

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from .views import CHANNELS_FIRST, MapView, first_tensor, view_of
+from .views import CHANNELS_FIRST, MapView, first_tensor, is_spatial, view_of
 
 # Probe sizes, tried in order: non-square first, so channels-last maps [B, h, w, C] can be told
 # from channels-first ones; square and small ones for models that only accept those (ViTs).
@@ -53,6 +53,8 @@ class FeatureMap:
     size: tuple[int, int]
     view: MapView = CHANNELS_FIRST
     kind: str = ""  #: the module's class name (blocks of one transformer share it)
+    composite: bool = False  #: whether the module has submodules (a block does; a LayerNorm, Identity does not)
+    ambiguous: bool = False  #: both layouts fit its shape (a square map with as many channels as pixels a side)
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,29 @@ def probe_model(model: nn.Module, size: tuple[int, int] | None = None) -> Probe:
     for probe_size in first + list(PROBE_SIZES):
         # A forward fixes lazy layers' shapes: probe a copy, afresh for each size, never the user's model.
         try:
-            return _probe(copy.deepcopy(model).eval() if lazy else model, probe_size, own_copy=lazy)
+            probe = _probe(copy.deepcopy(model).eval() if lazy else model, probe_size, own_copy=lazy)
         except Exception as err:  # noqa: BLE001 - a size the model refuses; the next may do
             first_error = first_error or (probe_size, err)
+            continue
+        return _settle_layouts(model, probe, lazy)
     raise ProbeFailed(*first_error)
+
+
+def _settle_layouts(model: nn.Module, probe: Probe, lazy: bool) -> Probe:
+    """On a square input a map with as many channels as pixels a side ([B, 16, 16, 16]) fits both
+    layouts; a probe at a non-square size tells them apart (where the model accepts one)."""
+    if not any(f.ambiguous for f in probe.maps):
+        return probe
+    for size in (s for s in PROBE_SIZES if s[0] != s[1]):
+        try:
+            other = _probe(copy.deepcopy(model).eval() if lazy else model, size, own_copy=lazy)
+        except Exception:  # noqa: BLE001 - the model takes square inputs only: keep channels-first
+            continue
+        layouts = {f.name: f.view for f in other.maps if not f.ambiguous}
+        maps = tuple(replace(f, view=layouts[f.name], ambiguous=False) if f.ambiguous and f.name in layouts else f
+                     for f in probe.maps)
+        return replace(probe, maps=maps)
+    return probe
 
 
 def declared_size(model: nn.Module) -> tuple[int, int] | None:
@@ -165,7 +186,9 @@ def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> P
         view = view_of(shape, size, grid)
         if view is not None:
             channels = shape[-1] if view.layout != "channels_first" else shape[1]
-            maps.append(FeatureMap(name, order, channels, _spatial_size(shape, view), view, type(modules[key]).__name__))
+            both = len(shape) == 4 and is_spatial(shape, size, "channels_first") and is_spatial(shape, size, "channels_last")
+            maps.append(FeatureMap(name, order, channels, _spatial_size(shape, view), view, type(modules[key]).__name__,
+                                   any(True for _ in modules[key].children()), both))
     return Probe(tuple(sorted(maps, key=lambda f: f.order)), tuple(size), grid,
                  None if patch is None else usable[patch][0])
 
@@ -214,17 +237,17 @@ def spread(items: list, k: int = MAX_LAYERS) -> list:
 
 
 def token_blocks(probe: Probe) -> list[FeatureMap]:
-    """A transformer's blocks: token layers of one class that are children of one container
-    (``blocks.0..11``, ``encoder.layers.encoder_layer_0..``, ``vit.encoder.layer.0..``) and return
-    as many channels as the patch embedding (the residual stream), in depth order. The largest such
-    group wins, the outermost on a tie (a block's two LayerNorms are a group of two too). Found by
-    what modules return and by repetition, not by class names."""
+    """A transformer's blocks: token layers of one class, with submodules of their own, that are children
+    of one container (``blocks.0..11``, ``encoder.layers.encoder_layer_0..``, ``vit.encoder.layer.0..``)
+    and return as many channels as the patch embedding (the residual stream), in depth order. The
+    largest such group wins, the outermost on a tie. Found by what modules return and by
+    repetition, not by class names."""
     if probe.patch_grid is None:
         return []
     width = next((f.channels for f in probe.maps if f.name == probe.patch_embedding), None)
     groups: dict[tuple[str, str], list[FeatureMap]] = {}
     for f in probe.tokens:
-        if width is None or f.channels == width:
+        if f.composite and (width is None or f.channels == width):
             parent = f.name.rsplit(".", 1)[0] if "." in f.name else ""
             groups.setdefault((parent, f.kind), []).append(f)
     if not groups:

@@ -184,6 +184,12 @@ def unsupported(reason: str):
     return CircuitUnsupportedError(f"transformer circuit: {reason}; explanations themselves still work", advice=False)
 
 
+def has_attention(model: nn.Module) -> bool:
+    """Whether any module is an attention layer (``nn.MultiheadAttention`` or one with a head count)."""
+    return any(isinstance(m, nn.MultiheadAttention)
+               or any(isinstance(getattr(m, a, None), int) for a in HEAD_COUNT_ATTRS) for m in model.modules())
+
+
 # -- finding the sites of a transformer block ------------------------------------------------------
 def block_sites(model: nn.Module, block: str, view: MapView) -> list[Site]:
     """The heads and the MLP units of transformer block ``block`` (a module name), in that order."""

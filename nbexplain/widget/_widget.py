@@ -213,13 +213,17 @@ class ExplanationWidget(anywidget.AnyWidget):
         if image is None:
             image = self._image_hwc
         circuits, problems, details = {"explanation": {}, "original": {}}, [], []
+        node_maps = {"explanation": {}, "original": {}}  # a transformer's heads and units have their own pictures
         if read_circuits and self.status == "training":
             self.phase = "reading the circuits"
         for key, attr in (("explanation", "circuit"), ("original", "circuit_original")):
             if not read_circuits:
                 break
             try:
-                circuits[key] = _circuit_dict(getattr(result, attr, None))
+                circuit = getattr(result, attr, None)
+                circuits[key] = _circuit_dict(circuit)
+                for source, maps in (getattr(circuit, "node_maps", None) or {}).items():
+                    node_maps[source].update(maps)
             except Exception as err:  # a failed circuit must not hide the mask
                 circuits[key] = {}
                 short, full = _circuit_problem(err)
@@ -275,8 +279,8 @@ class ExplanationWidget(anywidget.AnyWidget):
         _SOURCES.put(
             self._serial,
             ChannelSource(
-                getattr(result, "activations_original", None),
-                getattr(result, "activations_explanation", None),
+                {**(getattr(result, "activations_original", None) or {}), **node_maps["original"]},
+                {**(getattr(result, "activations_explanation", None) or {}), **node_maps["explanation"]},
                 circuits,
             ),
         )

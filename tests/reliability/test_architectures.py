@@ -39,7 +39,7 @@ ARCHITECTURES = {
     "shufflenet_v2_x0_5": (lambda: tvm.shufflenet_v2_x0_5(num_classes=10), 64, True),
     "googlenet": (lambda: tvm.googlenet(num_classes=10, aux_logits=True, init_weights=False), 64, True),
     "convnext_tiny": (lambda: tvm.convnext_tiny(num_classes=10), 64, True),
-    "vit": (tiny_vit, 32, False),
+    "vit": (tiny_vit, 32, True),
     "swin": (tiny_swin, 32, False),
 }
 TRANSFORMERS = {"vit", "swin", "convnext_tiny"}  # their blocks work on tokens or channels-last maps
