@@ -10,6 +10,8 @@ Rows:
   ``(pixel - 127) / 128``), target = the predicted class;
 * a torchvision ResNet-18 trained on the repository's scenes (a short training run,
   cached under ``out/bench_circuits/``; ``--quick`` trains less), on fresh scenes;
+* the zoo's ViT (``vit_honest``) on fresh scenes: its circuit of attention heads and MLP
+  units (``nbexplain.core.transformer_circuit``), nodes counted like channels;
 * one mechanics row per torchvision family with random weights at 64x64: reads or
   refuses (survival there says little: random weights).
 
@@ -56,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--n-scenes", type=int, default=20, help="scenes for the ResNet-18 row (default 20)")
     p.add_argument("--repeats", type=int, default=20, help="random channel sets per check (default 20)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--skip", default="", help="comma-separated row groups to skip: lite,resnet,families")
+    p.add_argument("--skip", default="", help="comma-separated row groups to skip: lite,resnet,vit,families")
     return p.parse_args(argv)
 
 
@@ -214,6 +216,26 @@ def resnet_rows(args):
     return [row(f"ResNet-18 on scenes (accuracy {accuracy:.0%})", results)]
 
 
+# ----------------------------------------------------------------------------- the zoo's ViT
+
+def vit_rows(args):
+    """The bundled honest ViT on fresh scenes: heads and MLP units of its automatic layers (its blocks)."""
+    from nbexplain import Explainer
+    from nbexplain.datasets import make_scenes
+    from nbexplain.zoo import accuracy, load_model
+
+    zm = load_model("vit_honest")
+    scenes = make_scenes(max(args.n_scenes, 200), seed=2000, size=SCENE_SIZE)
+    acc = accuracy(zm, scenes)
+    explainer = Explainer(zm.model, preprocess=zm.preprocess, labels=zm.labels, config="fast")
+    results = []
+    for i in range(args.n_scenes):  # always on explanations (the token views come from the explainer)
+        r = measure(zm.model, None, zm.normalize(scenes.images[i]), args.repeats, explainer)
+        print(f"  vit scene {i}: {r}", file=sys.stderr, flush=True)
+        results.append(r)
+    return [row(f"ViT (zoo vit_honest) on scenes, heads + MLP units (accuracy {acc:.0%})", results)]
+
+
 # ----------------------------------------------------------------------------- families, random weights
 
 def families():
@@ -232,9 +254,6 @@ def families():
         "shufflenet_v2_x0_5": (lambda: tvm.shufflenet_v2_x0_5(num_classes=10), ["maxpool", "stage2", "conv5"]),
         "convnext_tiny": (lambda: tvm.convnext_tiny(num_classes=10), ["features.0", "features.1", "features.3"]),
         "squeezenet1_0": (lambda: tvm.squeezenet1_0(num_classes=10), ["features.2", "features.6", "features.12"]),
-        "vit_b_16 (tokens)": (lambda: tvm.VisionTransformer(image_size=64, patch_size=16, num_layers=2, num_heads=2,
-                                                            hidden_dim=32, mlp_dim=64, num_classes=10),
-                              ["conv_proj", "encoder"]),
     }
 
 
@@ -272,6 +291,8 @@ def main(argv=None):
     rows = []
     if "lite" not in skip:
         rows += lite_rows(args)
+    if "vit" not in skip:
+        rows += vit_rows(args)
     if "resnet" not in skip:
         rows += resnet_rows(args)
     if "families" not in skip:

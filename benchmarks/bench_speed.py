@@ -1,6 +1,6 @@
 """Seconds per image and peak memory of every method, side by side in one process.
 
-    python benchmarks/bench_speed.py                   # EfficientNet-Lite0 on photos, a stock ResNet-18 at 224, the honest model
+    python benchmarks/bench_speed.py                   # EfficientNet-Lite0 on photos, stock ResNet-18/50 and ViT-B/16 at 224, the zoo models
     python benchmarks/bench_speed.py --n 3 --skip-extremal
 
 Models: the pretrained EfficientNet-Lite0 on the five README photos at 224 px (plus one
@@ -14,8 +14,8 @@ scripts/train_amortized.py on scenes disjoint from these), Captum Grad-CAM, Capt
 On the bundled model the scenes' ground truth gives quality columns:
 ``gt_precision`` (share of the map's top-|GT| pixels on the object) and
 ``pointing`` (the map's top pixel on the object), so speed is never bought
-with silent quality loss. The stock ResNet-18 has random weights (no
-download is possible here), so only its timings mean anything.
+with silent quality loss. The stock models have random weights (no
+download is possible here), so only their timings mean anything.
 """
 
 from __future__ import annotations
@@ -134,6 +134,21 @@ def large_input_row(zoo, targets):
                 spread=0.0, peak=peak_memory_mb(), gt_precision=None, pointing=None)
 
 
+STOCK = ("resnet18", "resnet50", "vit_b_16")
+
+
+def stock_model(name):
+    """A torchvision model with random weights (no download is possible here): timings only. The ViT's
+    head starts at zero (constant logits), so it is drawn at random like the others' heads."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    if name.startswith("vit"):
+        torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+    return model
+
+
 def print_table(rows):
     base = {r["model"]: r["seconds"] for r in rows if r["method"] == "nbexplain default"}
     head = f"| {'model':10} | {'method':40} | {'n':>3} | {'s / image':>14} | {'x default':>9} | {'peak MB':>8} | {'gt_precision':>12} | {'pointing':>8} |"
@@ -153,7 +168,8 @@ def main(argv=None):
     parser.add_argument("--n-slow", type=int, default=2, help="images for the 800-iteration extremal run")
     parser.add_argument("--batches", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--skip-extremal", action="store_true")
-    parser.add_argument("--models", nargs="*", default=["lite0", "resnet18", "honest"])
+    parser.add_argument("--models", nargs="*", default=["lite0", "resnet18", "resnet50", "vit_b_16", "honest",
+                                                         "vit_honest"])
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
 
@@ -168,25 +184,22 @@ def main(argv=None):
             targets = [int(zoo.model(x[None]).argmax()) for x in images]
         rows += bench_model("lite0", zoo.model, zoo.preprocess, zoo.labels, images, targets, [None] * len(images), args)
         rows.append(large_input_row(zoo, targets))
-    if "resnet18" in args.models:
-        import torchvision
-
-        torch.manual_seed(0)
-        model = torchvision.models.resnet18(weights=None).eval()
-        images = [torch.randn(3, 224, 224) for _ in range(args.n)]
+    for name in (m for m in STOCK if m in args.models):
+        model = stock_model(name)
+        images = [torch.randn(3, 224, 224, generator=torch.Generator().manual_seed(i)) for i in range(args.n)]
         with torch.no_grad():
             targets = [int(model(x[None]).argmax()) for x in images]
-        rows += bench_model("resnet18", model, None, None, images, targets, [None] * args.n, args)
-    if "honest" in args.models:
+        rows += bench_model(name, model, None, None, images, targets, [None] * args.n, args)
+    for name in (m for m in ("honest", "vit_honest") if m in args.models):
         from nbexplain.datasets import make_scenes
         from nbexplain.zoo import load_amortized, load_model
 
-        zoo = load_model("honest")
+        zoo = load_model(name)
         scenes = make_scenes(args.n, seed=2024)
         images = [zoo.normalize(img) for img in scenes.images]
         targets = [int(t) for t in scenes.labels]
-        amortized = load_amortized("honest")  # trained by scripts/train_amortized.py
-        rows += bench_model("honest", zoo.model, zoo.preprocess, zoo.labels, images, targets,
+        amortized = load_amortized(name) if name == "honest" else None  # trained by scripts/train_amortized.py
+        rows += bench_model(name, zoo.model, zoo.preprocess, zoo.labels, images, targets,
                             list(scenes.masks), args, amortized)
     print_table(rows)
     return 0

@@ -32,15 +32,20 @@ def parse_args(argv=None):
     p.add_argument("--preset", default="default", help="ExplainConfig preset (fast, default, thorough)")
     p.add_argument("--repeats", type=int, default=20, help="random channel sets per circuit check (default 20)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--families", default="resnet,vit", help="zoo pairs to run: resnet (honest, shortcut), vit "
+                   "(vit_honest, vit_shortcut); default both")
     return p.parse_args(argv)
 
 
-def accuracy_table(n: int, seed: int) -> list[list[str]]:
+FAMILIES = {"resnet": ("honest", "shortcut"), "vit": ("vit_honest", "vit_shortcut")}
+
+
+def accuracy_table(n: int, seed: int, families) -> list[list[str]]:
     from nbexplain.datasets import make_scenes
     from nbexplain.zoo import accuracy, load_model, shortcut_report
 
     rows = []
-    for name in ("honest", "shortcut"):
+    for name in (m for f in families for m in FAMILIES[f]):
         zm = load_model(name)
         report = shortcut_report(zm, n=n, seed=seed)
         several = accuracy(zm, make_scenes(n, seed=seed + 1, instances=3))
@@ -120,17 +125,21 @@ def main(argv=None) -> int:
     from nbexplain.datasets import make_scenes
     from nbexplain.zoo import load_model
 
+    families = [f for f in args.families.split(",") if f]
     print(f"Accuracy on {args.n_accuracy} fresh scenes per column (seed {args.seed}):\n")
     print(markdown(["model", "clean", "3 instances", "training mix", "triangles with cue",
                     "triangles without cue", "others + cue called triangle"],
-                   accuracy_table(args.n_accuracy, args.seed)))
+                   accuracy_table(args.n_accuracy, args.seed, families)))
 
-    honest, shortcut = load_model("honest"), load_model("shortcut")
     clean = make_scenes(args.n, seed=args.seed + 2)
     cued = make_scenes(args.n, seed=args.seed + 3, shortcut="all", classes=["triangle"])
-    runs = [("honest", "clean", explain_scenes(honest, clean, args.preset, args.repeats)),
-            ("shortcut", "clean", explain_scenes(shortcut, clean, args.preset, args.repeats)),
-            ("shortcut", "triangles with cue", explain_scenes(shortcut, cued, args.preset, args.repeats))]
+    runs = []
+    for family in families:
+        honest_name, shortcut_name = FAMILIES[family]
+        honest, shortcut = load_model(honest_name), load_model(shortcut_name)
+        runs += [(honest_name, "clean", explain_scenes(honest, clean, args.preset, args.repeats)),
+                 (shortcut_name, "clean", explain_scenes(shortcut, clean, args.preset, args.repeats)),
+                 (shortcut_name, "triangles with cue", explain_scenes(shortcut, cued, args.preset, args.repeats))]
 
     print(f"\nExplanations (preset {args.preset!r}, target: the true label; 'mostly on the object': more than "
           "half of the kept pixels; 'cue over object': a larger share of the cue kept than of the object):\n")

@@ -40,6 +40,8 @@ def logits_of(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """The model's outputs [N, K] for a batch, in eval mode, leaving the model as it was."""
     with borrowed(model):
         out = model(batch)
+    if hasattr(out, "logits") and not isinstance(out, torch.Tensor):  # Hugging Face output objects
+        out = out.logits
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ValueError("the model must return class scores of shape [N, num_classes]")
     return out
