@@ -108,6 +108,14 @@ class AmortizedExplainer(Explainer):
 
     def __init__(self, model, layers=None, preprocess=None, labels=None, config=None, device=None):
         super().__init__(model, layers=layers, preprocess=preprocess, labels=labels, config=config, device=device)
+        from .core.taps import plan_layers
+
+        if any(v.layout != "channels_first" for v in plan_layers(self._network, self.layers).views.values()):
+            raise ValueError(
+                f"the amortised explainer reads channels-first feature maps; {type(self._network).__name__}'s layers "
+                f"{self.layers} are tokens or channels-last maps (a transformer). Use Explainer(model).explain(...), "
+                "which reads them."
+            )
         self.generator: ConditionedMaskNet | None = None
         self.fit_history: dict[str, list[float]] = {}
         self.fit_info: dict = {}  #: images, size, seconds of the teacher and of the distillation

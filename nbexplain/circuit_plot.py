@@ -95,7 +95,8 @@ def draw_circuit(circuit_dict: dict, ax, title: str | None = None, per_layer: in
             ax.text(col, -0.04, f"+ {more[name]} more", ha="center", va="top", fontsize=6, color="#666666")
     ax.set_ylim(-0.1, 1.02)
     ax.set_xticks(range(len(layers) + 1))
-    ax.set_xticklabels(list(layers) + ["classes"], fontsize=7)
+    titles = circuit_dict.get("layer_labels", {})
+    ax.set_xticklabels([titles.get(n, n) for n in layers] + ["classes"], fontsize=7)
     ax.set_yticks([])
     ax.set_xlim(-0.4, len(layers) + 1.0)
     for side in ("top", "right", "left"):

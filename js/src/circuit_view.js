@@ -136,7 +136,8 @@ export function createCircuitView(handlers) {
       const isClass = n.kind === "class";
       const fill = signed && !isClass ? cssColor(DIVERGING, 0.5 + 0.5 * (n.value / maxAbs)) : null;
       // Channel numbers only where rows leave room; the tooltip always has them.
-      const label = isClass ? `${n.name ?? `class ${n.class}`} ${formatProb(n.prob)}` : roomy ? String(n.channel ?? "") : "";
+      const unit = n.unit === "head" ? "h" : n.unit === "unit" ? "u" : "";  // a transformer's heads and MLP units
+      const label = isClass ? `${n.name ?? `class ${n.class}`} ${formatProb(n.prob)}` : roomy ? `${unit}${n.channel ?? ""}` : "";
       const tip = isClass
         ? `${n.name ?? n.id}: p = ${formatProb(n.prob)}, logit ${formatNumber(n.logit)}`
         : `${describeNode(n.id)}\nenergy ${formatNumber(n.value)} (x: ${formatNumber(n.energy_original)}, explanation: ${formatNumber(n.energy_explanation)})` +
@@ -176,14 +177,14 @@ export function createCircuitView(handlers) {
       return g;
     });
     const columnEls = layout.columns.map((c) =>
-      s("text", { class: "nbx-column", x: c.x.toFixed(1), y: 14, "text-anchor": "middle", text: c.label }),
+      s("text", { class: "nbx-column", x: c.x.toFixed(1), y: 14, "text-anchor": "middle", text: c.title ?? c.label }),
     );
     const height = layout.height;
     for (const c of layout.columns) {
       const hidden = more[c.label];
       if (hidden > 0) {
         columnEls.push(s("text", { class: "nbx-more", x: c.x.toFixed(1), y: height - 6, "text-anchor": "middle",
-          text: `+ ${hidden} more` }, s("title", { text: `${hidden} more channels of ${c.label} are in the circuit; choose more per layer to see them` })));
+          text: `+ ${hidden} more` }, s("title", { text: `${hidden} more nodes of ${c.title ?? c.label} are in the circuit; choose more per layer to see them` })));
       }
     }
     svg.replaceChildren(s("g", { class: "nbx-edges" }, ...edgeEls), s("g", {}, ...columnEls), s("g", { class: "nbx-nodes" }, ...nodeEls));

@@ -51,5 +51,8 @@ export function describeNode(id) {
   if (at < 0) return text;
   const layer = text.slice(0, at);
   const index = text.slice(at + 1);
-  return layer === "class" ? `class ${index}` : `${layer} \u00b7 channel ${index}`;
+  if (layer === "class") return `class ${index}`;
+  // A transformer's nodes live at "<attention>.heads" and "<mlp>.units" (nbexplain.core.sites).
+  const unit = layer.endsWith(".heads") ? "head" : layer.endsWith(".units") ? "unit" : "channel";
+  return `${layer} \u00b7 ${unit} ${index}`;
 }

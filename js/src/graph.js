@@ -117,7 +117,9 @@ export function layoutCircuit(circuit, options = {}) {
       sign: Math.sign(e.score ?? 0),
     };
   });
-  const columnLabels = [...layers, "class"].map((label, c) => ({ label, x: xOf(c) }));
+  // A transformer's columns carry short titles ("block 3 heads"); `label` stays the layer's name.
+  const titles = circuit?.layer_labels ?? {};
+  const columnLabels = [...layers, "class"].map((label, c) => ({ label, title: titles[label] ?? label, x: xOf(c) }));
   return { width: o.width, height, rowGap, nodes: placed, edges: placedEdges, columns: columnLabels, byId };
 }
 

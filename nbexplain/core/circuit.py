@@ -103,7 +103,7 @@ class Circuit:
 
     def __init__(self, *, target, target_name, source, layers, nodes, edges, energies,
                  energies_other=None, config=None, model=None, inputs=None, sizing=None, sites=None,
-                 node_maps=None):
+                 node_maps=None, layer_labels=None):
         self.target = int(target)
         self.target_name = target_name
         self.source = source
@@ -121,6 +121,7 @@ class Circuit:
         self.sites = sites  #: where a transformer's nodes (heads, units) live; None for channels
         #: ``{"explanation"|"original": {layer: [n, h, w]}}``: node pictures where they are not the taps' maps
         self.node_maps = dict(node_maps or {})
+        self.layer_labels = dict(layer_labels or {})  #: short column titles (a transformer's "block 3 heads")
 
     @property
     def channels(self) -> dict[str, tuple[int, ...]]:
@@ -166,6 +167,8 @@ class Circuit:
         }
         if self.sizing is not None:
             out["sizing"] = self.sizing.to_dict()
+        if self.layer_labels:
+            out["layer_labels"] = dict(self.layer_labels)
         return out
 
     def to_json(self, **kwargs) -> str:

@@ -85,15 +85,17 @@ def probe_model(model: nn.Module, size: tuple[int, int] | None = None) -> Probe:
     """One probe forward of the model (see ``Probe``).
 
     Runs one forward on a random probe input of ``size`` (the input to be explained), else of
-    the first size of ``PROBE_SIZES`` the model accepts, in eval mode without gradients; the
+    the size the model declares or the first of ``PROBE_SIZES`` it accepts, in eval mode without gradients; the
     model's modes, parameters and buffers are as before afterwards and no hook stays.
     Raises ``ProbeFailed`` (with the model's own error of the first size tried) if the model
-    runs on none of the sizes.
+    runs on none of the sizes (on ``size``, if given).
     """
     lazy = any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
     first_error = None
-    first = [tuple(size)] if size is not None else [s for s in [declared_size(model)] if s is not None]
-    for probe_size in first + list(PROBE_SIZES):
+    # At a given size (the input's) only that size: another one says nothing about this input.
+    sizes = [tuple(size)] if size is not None else [s for s in [declared_size(model)] if s is not None] \
+        + list(PROBE_SIZES)
+    for probe_size in sizes:
         # A forward fixes lazy layers' shapes: probe a copy, afresh for each size, never the user's model.
         try:
             probe = _probe(copy.deepcopy(model).eval() if lazy else model, probe_size, own_copy=lazy)

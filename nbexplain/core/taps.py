@@ -56,6 +56,8 @@ def plan_layers(model: nn.Module, layers: list[str] | None, size: tuple[int, int
         probe = probe_model(model, size)
     except ProbeFailed as failed:
         if layers is not None:
+            if size is not None:
+                raise failed.error  # the model's own error on an input of this size
             return LayerPlan(list(layers), {})  # the explanation's own forward will say what is wrong
         h, w = failed.size
         raise LayerError(

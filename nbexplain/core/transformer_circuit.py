@@ -50,7 +50,11 @@ def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int,
         record_sites(model, [site for n in stages for site in block_sites(model, n, views[n])], inputs)
         raise unsupported("the heads of windowed attention over channels-last stages (Swin) are not read yet; "
                           "nbexplain reads ViT-style blocks over tokens")
-    sites = [site for block in layers for site in block_sites(model, block, views[block])]
+    sites, labels_of = [], {}
+    for block in layers:
+        for site in block_sites(model, block, views[block]):
+            sites.append(site)
+            labels_of[site.name] = f"{short_block_name(block)} {site.kind}s"
     by_name = {s.name: s for s in sites}
     names = tuple(by_name)
     logits, values = record_sites(model, sites, inputs)
@@ -115,7 +119,13 @@ def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int,
         node_maps["original" if source == "explanation" else "explanation"] = maps_other
     return Circuit(target=target, target_name=name_of(target), source=source, layers=names, nodes=nodes,
                    edges=edges, energies=energies, energies_other=energies_other, config=config, model=model,
-                   inputs=inputs.detach(), sizing=sizing, sites=by_name, node_maps=node_maps)
+                   inputs=inputs.detach(), sizing=sizing, sites=by_name, node_maps=node_maps, layer_labels=labels_of)
+
+
+def short_block_name(block: str) -> str:
+    """``blocks.3`` -> ``block 3``; ``encoder.layers.encoder_layer_3`` -> ``encoder_layer_3``: a column title."""
+    tail = block.rsplit(".", 1)[-1]
+    return f"block {tail}" if tail.isdigit() else tail
 
 
 def record_sites(model: nn.Module, sites: list[Site], inputs: torch.Tensor):

@@ -307,7 +307,7 @@ def test_a_layer_the_forward_never_reaches_is_refused():
 
 def test_model_without_convolutions_needs_named_layers():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 16), nn.ReLU(), nn.Linear(16, 3))
-    with pytest.raises(ValueError, match=r"no convolution.*Pass layers=\['name', \.\.\.\]"):
+    with pytest.raises(ValueError, match=r"found no feature map.*Pass layers=\['name', \.\.\.\]"):
         Explainer(mlp)
     res = explain(Explainer(mlp, layers=["2"]))  # with a named layer it works
     assert is_binary(res.mask) and res.mask.shape == (32, 32)

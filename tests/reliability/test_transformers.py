@@ -248,3 +248,10 @@ def test_unknown_attention_is_explained_and_its_circuit_refused_naming_it():
         res.circuit
     assert "\n" not in str(err.value)
     assert hook_count(model) == 0
+
+
+def test_amortised_explainer_refuses_a_transformer_clearly():
+    from nbexplain import AmortizedExplainer
+
+    with pytest.raises(ValueError, match="Use Explainer"):
+        AmortizedExplainer(torchvision_vit(), preprocess=lambda t: t)

@@ -146,7 +146,9 @@ function describeNode(id) {
   if (at < 0) return text;
   const layer = text.slice(0, at);
   const index = text.slice(at + 1);
-  return layer === "class" ? `class ${index}` : `${layer} \xB7 channel ${index}`;
+  if (layer === "class") return `class ${index}`;
+  const unit = layer.endsWith(".heads") ? "head" : layer.endsWith(".units") ? "unit" : "channel";
+  return `${layer} \xB7 ${unit} ${index}`;
 }
 
 // src/raster.js
@@ -365,7 +367,8 @@ function layoutCircuit(circuit, options = {}) {
       sign: Math.sign(e.score ?? 0)
     };
   });
-  const columnLabels = [...layers, "class"].map((label, c) => ({ label, x: xOf(c) }));
+  const titles = circuit?.layer_labels ?? {};
+  const columnLabels = [...layers, "class"].map((label, c) => ({ label, title: titles[label] ?? label, x: xOf(c) }));
   return { width: o.width, height, rowGap, nodes: placed, edges: placedEdges, columns: columnLabels, byId };
 }
 function strongestNodes(circuit, perLayer) {
@@ -627,7 +630,8 @@ function createCircuitView(handlers) {
     const nodeEls = layout.nodes.map((n) => {
       const isClass = n.kind === "class";
       const fill2 = signed && !isClass ? cssColor(DIVERGING, 0.5 + 0.5 * (n.value / maxAbs)) : null;
-      const label = isClass ? `${n.name ?? `class ${n.class}`} ${formatProb(n.prob)}` : roomy ? String(n.channel ?? "") : "";
+      const unit = n.unit === "head" ? "h" : n.unit === "unit" ? "u" : "";
+      const label = isClass ? `${n.name ?? `class ${n.class}`} ${formatProb(n.prob)}` : roomy ? `${unit}${n.channel ?? ""}` : "";
       const tip = isClass ? `${n.name ?? n.id}: p = ${formatProb(n.prob)}, logit ${formatNumber(n.logit)}` : `${describeNode(n.id)}
 energy ${formatNumber(n.value)} (x: ${formatNumber(n.energy_original)}, explanation: ${formatNumber(n.energy_explanation)})` + (Number.isFinite(Number(n.relevance)) ? `
 relevance to the target ${formatNumber(Number(n.relevance))}` : "");
@@ -666,7 +670,7 @@ relevance to the target ${formatNumber(Number(n.relevance))}` : "");
       return g;
     });
     const columnEls = layout.columns.map(
-      (c) => s("text", { class: "nbx-column", x: c.x.toFixed(1), y: 14, "text-anchor": "middle", text: c.label })
+      (c) => s("text", { class: "nbx-column", x: c.x.toFixed(1), y: 14, "text-anchor": "middle", text: c.title ?? c.label })
     );
     const height = layout.height;
     for (const c of layout.columns) {
@@ -678,7 +682,7 @@ relevance to the target ${formatNumber(Number(n.relevance))}` : "");
           y: height - 6,
           "text-anchor": "middle",
           text: `+ ${hidden} more`
-        }, s("title", { text: `${hidden} more channels of ${c.label} are in the circuit; choose more per layer to see them` })));
+        }, s("title", { text: `${hidden} more nodes of ${c.title ?? c.label} are in the circuit; choose more per layer to see them` })));
       }
     }
     svg.replaceChildren(s("g", { class: "nbx-edges" }, ...edgeEls), s("g", {}, ...columnEls), s("g", { class: "nbx-nodes" }, ...nodeEls));
