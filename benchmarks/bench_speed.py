@@ -91,6 +91,8 @@ def quality(attr_map, gt):
 
 def bench_model(name, model, preprocess, labels, images, targets, gts, args, amortized=None):
     table, default_ex = methods_for(model, preprocess, labels, args.skip_extremal, amortized)
+    if args.methods:
+        table = {k: v for k, v in table.items() if any(k.startswith(m) for m in args.methods)}
     rows = []
     for method, fn in table.items():
         n = len(images) if "800" not in method else min(len(images), args.n_slow)
@@ -168,9 +170,14 @@ def main(argv=None):
     parser.add_argument("--n-slow", type=int, default=2, help="images for the 800-iteration extremal run")
     parser.add_argument("--batches", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--skip-extremal", action="store_true")
+    parser.add_argument("--methods", nargs="*", default=None,
+                        help="only methods whose names start with these (e.g. 'nbexplain' 'gradcam')")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--models", nargs="*", default=["lite0", "resnet18", "resnet50", "vit_b_16", "honest",
                                                          "vit_honest"])
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
 
     rows = []

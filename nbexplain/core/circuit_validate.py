@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .sites import OutputSite, unsupported
+from .sites import OutputSite, never_ran
 
 _CHUNK = 8  # variants per forward pass: bounds memory on 224x224 inputs
 
@@ -450,10 +450,7 @@ class _Ablation:
             raise TypeError("validate() needs a model whose forward returns logits [batch, classes].")
         silent = [n for n, c in self.calls.items() if c == 0 and not isinstance(self.sites[n], OutputSite)]
         if silent:
-            site = self.sites[silent[0]]
-            raise unsupported(f"the {site.kind}s of {type(self.model).__name__} cannot be read: "
-                              f"{site.module_name!r} ({site.owner}) never runs as a module (its weights go to a "
-                              "functional call)")
+            raise never_ran(self.model, self.sites[silent[0]])
         reused = [n for n, c in self.calls.items() if c != 1]
         if reused:
             raise ValueError(f"Tapped modules {reused} did not run exactly once per forward pass; "

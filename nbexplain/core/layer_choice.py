@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from .views import CHANNELS_FIRST, MapView, first_tensor, is_spatial, view_of
+from .views import CHANNELS_FIRST, MapView, first_tensor, is_spatial, token_grid, view_of
 
 # Probe sizes, tried in order: non-square first, so channels-last maps [B, h, w, C] can be told
 # from channels-first ones; square and small ones for models that only accept those (ViTs).
@@ -202,9 +202,23 @@ def _spatial_size(shape, view: MapView) -> tuple[int, int]:
 
 
 def _patch_embedding(modules, usable, size):
-    """The first convolution that cuts the image into patches (kernel = stride > 1, straight from the
-    pixels), the patch embedding of a transformer; None for models without one."""
-    for key, (_name, _order, shape) in sorted(usable.items(), key=lambda kv: kv[1][1]):
+    """The module whose channels-first map becomes a transformer's tokens (its patch embedding), or None
+    for models without tokens.
+
+    That is the last map to finish before the first token output ``[B, k + gh * gw, D]`` whose grid
+    ``gh x gw`` accounts for the tokens with ``0 <= k <= MAX_PREFIX`` prefix tokens: a patchify
+    convolution (kernel = stride, ViT, DeiT, Swin) or a convolutional stem (hybrid ViTs)."""
+    seen = sorted(usable.items(), key=lambda kv: kv[1][1])
+    maps = []
+    for key, (_name, _order, shape) in seen:
+        if len(shape) == 4 and is_spatial(shape, size, "channels_first"):
+            maps.append((key, shape))
+        elif len(shape) == 3 and maps:
+            key_map, map_shape = maps[-1]
+            if token_grid(shape[1], tuple(map_shape[2:])) is not None:
+                return key_map
+            # Swin: a channels-last map follows the patch convolution instead of tokens.
+    for key, (_name, _order, shape) in seen:  # Swin-style: the first conv is a patchify one
         m = modules[key]
         if isinstance(m, nn.Conv2d) and len(shape) == 4:
             if m.kernel_size == m.stride and min(m.stride) > 1 and m.in_channels <= 4:

@@ -177,6 +177,12 @@ def mha_heads(mha: nn.MultiheadAttention, q, k, v) -> torch.Tensor:
     return (attn @ vh).transpose(1, 2).reshape(b, n, e)
 
 
+def never_ran(model: nn.Module, site: Site):
+    """The error for a site whose hook never fired: its module's weights are used by a functional call."""
+    return unsupported(f"the {site.kind}s of {type(model).__name__} cannot be read: {site.module_name!r} "
+                       f"({site.owner}) never runs as a module (its weights go to a functional call)")
+
+
 def unsupported(reason: str):
     from .circuit_walk import CircuitUnsupportedError
 

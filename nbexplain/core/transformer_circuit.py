@@ -31,7 +31,7 @@ from torch import nn
 
 from .circuit_config import CircuitConfig, check_choice
 from .circuit_validate import channel_relevance, decision_sizes, eval_mode, model_device_dtype, _logits_of
-from .sites import LinearInputSite, MultiheadAttentionSite, Site, block_sites, unsupported
+from .sites import MultiheadAttentionSite, Site, block_sites, never_ran, unsupported
 
 
 def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int, inputs: torch.Tensor, *,
@@ -150,9 +150,7 @@ def record_sites(model: nn.Module, sites: list[Site], inputs: torch.Tensor):
             h.remove()
     silent = [s for s in sites if s.name not in values]
     if silent:
-        s = silent[0]
-        raise unsupported(f"the {s.kind}s of {type(model).__name__} cannot be read: {s.module_name!r} ({s.owner}) "
-                          "never runs as a module (its weights go to a functional call)")
+        raise never_ran(model, silent[0])
     return logits[0].detach().double().cpu(), values
 
 
@@ -214,5 +212,3 @@ def class_token_activity(site: Site, z: torch.Tensor) -> torch.Tensor:
     act = per_token.double().norm(dim=2) if site.group > 1 else per_token[..., 0].double().abs()
     return act.mean(1)
 
-
-__all__ = ["read_transformer_circuit", "virtual_weights", "LinearInputSite"]

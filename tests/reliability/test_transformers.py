@@ -255,3 +255,18 @@ def test_amortised_explainer_refuses_a_transformer_clearly():
 
     with pytest.raises(ValueError, match="Use Explainer"):
         AmortizedExplainer(torchvision_vit(), preprocess=lambda t: t)
+
+
+def test_a_convolutional_stem_is_the_patch_embedding_of_a_hybrid_vit():
+    """Hybrid ViTs embed patches with a few convolutions (stride 16 in all), not one patchify conv."""
+    model = torchvision_vit()
+    model.conv_proj = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
+                                    nn.Conv2d(16, 32, 2, 2))  # total stride 8, as the model's patch size
+    model.eval()
+    ex = Explainer(model, preprocess=lambda t: t)
+    plan = ex.use_plan((64, 64))
+    assert plan.patch_grid == (8, 8) and all(plan.views[n].layout == "tokens" for n in plan.layers)
+    assert not any(n.startswith("conv_proj") for n in plan.layers)
+    res = ex.explain(_image(6), **FAST)
+    assert _patch_constant(res.mask, 8)
+    assert res.circuit.size > 0
