@@ -147,8 +147,10 @@ def test_vit_is_a_small_torchvision_vision_transformer_in_eval_mode(name):
     assert not any(m.training for m in model.modules())
     assert zm.meta["arch"] == "vit"
     assert [n for n, _ in model.named_children()] == ["conv_proj", "encoder", "heads"]
-    assert isinstance(model.conv_proj, nn.Conv2d) and model.conv_proj.stride == (16, 16)
-    assert model.image_size == 128 and model.patch_size == 16 and model.seq_length == 8 * 8 + 1
+    # A hybrid ViT: a convolutional stem of stride 8 embeds the patches of a 16 x 16 grid.
+    assert isinstance(model.conv_proj, nn.Sequential) and zm.meta["stem"] == "resnet"
+    assert model.image_size == 128 and model.patch_size == 8 and model.seq_length == 16 * 16 + 1
+    assert model.conv_proj(torch.zeros(1, 3, 128, 128)).shape == (1, zm.meta["hidden_dim"], 16, 16)
     layers = [n for n, _ in model.encoder.layers.named_children()]
     assert layers == [f"encoder_layer_{i}" for i in range(len(layers))] and len(layers) == zm.meta["num_layers"]
     for block in model.encoder.layers:

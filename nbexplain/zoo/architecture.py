@@ -10,7 +10,13 @@ real thing.
 ``SmallViT`` *is* a ``torchvision.models.vision_transformer.VisionTransformer``
 (conv_proj, class_token, encoder.pos_embedding, encoder.layers.encoder_layer_i
 with ln_1, self_attention = ``nn.MultiheadAttention``, ln_2 and mlp,
-encoder.ln, heads.head), built by its own ``__init__`` with small sizes.
+encoder.ln, heads.head), built by its own ``__init__`` with small sizes. Its patch
+embedding ``conv_proj`` is torchvision's patchify convolution, or (``stem="resnet"``, the
+bundled ViTs) a hybrid ViT's convolutional stem: the first two stages of ``SmallResNet``
+(stride 8) and a 1x1 projection to the tokens' width, as in the original ViT paper's
+ResNet hybrids. A ViT trained from scratch on a few thousand scenes barely learns in the
+minutes a CPU gives it (27-32 % after 600 steps); with the stem initialised from the honest
+ResNet's it reaches over 90 % in 400.
 """
 
 from __future__ import annotations
@@ -64,7 +70,8 @@ class SmallResNet(ResNet):
 
 class SmallViT(VisionTransformer):
     """torchvision ``VisionTransformer`` with small sizes (defaults: 8x8 patches of
-    16 px on 128 px images, i.e. 64 patch tokens plus the class token)."""
+    16 px on 128 px images, i.e. 64 patch tokens plus the class token); ``stem="resnet"``
+    embeds 8 px patches with a convolutional stem (``patch_size`` must then be 8)."""
 
     def __init__(
         self,
@@ -75,8 +82,26 @@ class SmallViT(VisionTransformer):
         num_heads: int = 4,
         hidden_dim: int = 64,
         mlp_dim: int = 128,
+        stem: str = "patch",
+        stem_widths: Sequence[int] = (16, 32),
     ) -> None:
         super().__init__(
             image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
             hidden_dim=hidden_dim, mlp_dim=mlp_dim, num_classes=num_classes,
         )
+        if stem == "resnet":
+            if patch_size != 8:
+                raise ValueError(f"the ResNet stem has stride 8: patch_size must be 8, not {patch_size}")
+            a, b = stem_widths
+            self.conv_proj = nn.Sequential(
+                nn.Conv2d(3, a, kernel_size=7, stride=2, padding=3, bias=False), nn.BatchNorm2d(a),
+                nn.ReLU(inplace=True), nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+                _stage(a, a, 1, 1), _stage(a, b, 1, 2), nn.Conv2d(b, hidden_dim, kernel_size=1))
+        elif stem != "patch":
+            raise ValueError(f"stem must be 'patch' or 'resnet', not {stem!r}")
+        self.stem, self.stem_widths = stem, tuple(stem_widths)
+
+    def init_stem_from(self, resnet: SmallResNet) -> None:
+        """Start the convolutional stem from a trained ``SmallResNet``'s conv1, bn1, layer1 and layer2."""
+        for index, part in ((0, "conv1"), (1, "bn1"), (4, "layer1"), (5, "layer2")):
+            self.conv_proj[index].load_state_dict(getattr(resnet, part).state_dict())

@@ -51,7 +51,8 @@ def build_model(meta: dict) -> SmallResNet | SmallViT:
     if arch == "resnet":
         return SmallResNet(len(meta["labels"]), widths=meta["widths"], blocks=meta["blocks"])
     if arch == "vit":
-        return SmallViT(len(meta["labels"]), **{k: meta[k] for k in VIT_SIZES})
+        return SmallViT(len(meta["labels"]), **{k: meta[k] for k in VIT_SIZES},
+                        **{k: meta[k] for k in ("stem", "stem_widths") if k in meta})
     raise ValueError(f"unknown architecture {arch!r} in the model's meta; known: 'resnet', 'vit'")
 
 
