@@ -225,7 +225,7 @@ def vit_rows(args):
     from nbexplain.zoo import accuracy, load_model
 
     zm = load_model("vit_honest")
-    scenes = make_scenes(max(args.n_scenes, 200), seed=2000, size=SCENE_SIZE)
+    scenes = make_scenes(max(args.n_scenes, 200), seed=2000, size=zm.meta["size"])  # its fixed input size
     acc = accuracy(zm, scenes)
     explainer = Explainer(zm.model, preprocess=zm.preprocess, labels=zm.labels, config="fast")
     results = []

@@ -96,7 +96,9 @@ def draw_circuit(circuit_dict: dict, ax, title: str | None = None, per_layer: in
     ax.set_ylim(-0.1, 1.02)
     ax.set_xticks(range(len(layers) + 1))
     titles = circuit_dict.get("layer_labels", {})
-    ax.set_xticklabels([titles.get(n, n) for n in layers] + ["classes"], fontsize=7)
+    # A transformer's "block 3 heads" on two lines, so neighbouring columns do not overlap.
+    ax.set_xticklabels([titles[n].replace(" heads", "\nheads").replace(" units", "\nunits") if n in titles else n
+                        for n in layers] + ["classes"], fontsize=7)
     ax.set_yticks([])
     ax.set_xlim(-0.4, len(layers) + 1.0)
     for side in ("top", "right", "left"):
@@ -113,7 +115,8 @@ def circuit_figure(res):
     left, right = fig.subplots(1, 2)
     draw_circuit(res.circuit_original.to_dict(), left, "circuit on the original image")
     draw_circuit(res.circuit.to_dict(), right, "circuit on the explanation")
-    fig.suptitle(f"channel circuits for '{res.target_name}'", fontsize=10)
+    what = "head and unit" if res.circuit.sites else "channel"
+    fig.suptitle(f"{what} circuits for '{res.target_name}'", fontsize=10)
     return fig
 
 

@@ -26,6 +26,8 @@ What the graph means
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -123,9 +125,10 @@ def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int,
 
 
 def short_block_name(block: str) -> str:
-    """``blocks.3`` -> ``block 3``; ``encoder.layers.encoder_layer_3`` -> ``encoder_layer_3``: a column title."""
+    """``blocks.3``, ``encoder.layers.encoder_layer_3`` -> ``block 3``: a column title."""
     tail = block.rsplit(".", 1)[-1]
-    return f"block {tail}" if tail.isdigit() else tail
+    number = re.search(r"(\d+)$", tail)
+    return f"block {number.group(1)}" if number else tail
 
 
 def record_sites(model: nn.Module, sites: list[Site], inputs: torch.Tensor):

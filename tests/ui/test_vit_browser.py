@@ -24,21 +24,39 @@ def test_vit_circuit_shows_heads_and_units(lab, page):
         _check(lab, page)
     except BaseException:
         page.screenshot(path=str(ARTIFACTS / "failure-vit.png"))
+        page.locator(".nbx-root").first.screenshot(path=str(ARTIFACTS / "failure-vit-widget.png"))
         raise
 
 
 def _check(lab, page):
     open_and_run_all(lab, page, NOTEBOOK.name, KERNEL_READY_MS)
+    page.wait_for_selector(".nbx-root", timeout=DONE_MS)
+    # When training ends the output gets the static PNG beside the widget, and JupyterLab renders the
+    # widget anew from synced state: work on that one.
+    page.wait_for_function(
+        """() => {
+            const cell = window.jupyterapp.shell.currentWidget.content.widgets[2];
+            const outputs = cell.model.outputs;
+            for (let i = 0; i < outputs.length; i++) {
+                const data = outputs.get(i).data;
+                if (data['image/png'] && data['application/vnd.jupyter.widget-view+json']) return true;
+            }
+            return false;
+        }""",
+        timeout=DONE_MS,
+    )
     page.wait_for_function(f"() => {{ const r = {ROOT_JS}; return r && r.dataset.status === 'done'; }}",
-                           timeout=DONE_MS)
+                           timeout=ANSWER_MS)
+    page.wait_for_timeout(1000)  # let the re-rendered view settle
     live = page.locator(".nbx-root").first
     assert live.locator("[data-role=circuit]").is_visible()
-    columns = [t.strip() for t in live.locator("text.nbx-column").all_inner_texts()]
+    columns = [t.strip() for t in live.locator("text.nbx-column").all_text_contents()]
     assert any(c.endswith("heads") for c in columns) and any(c.endswith("units") for c in columns), columns
-    labels = [t.strip() for t in live.locator(".nbx-node.nbx-channel text").all_inner_texts() if t.strip()]
+    labels = [t.strip() for t in live.locator(".nbx-node.nbx-channel text").all_text_contents() if t.strip()]
     assert any(t.startswith("h") for t in labels) and any(t.startswith("u") for t in labels), labels
 
-    head = live.locator(".nbx-node.nbx-channel").filter(has_text="h").first
+    head = live.locator(".nbx-node.nbx-channel").first  # the first column: block 0's heads
+    head.locator("circle").hover()
     head.locator("circle").click()
     page.wait_for_function(
         f"() => {ROOT_JS}.querySelector('[data-role=channel-panel]').dataset.state === 'ready'", timeout=ANSWER_MS)
