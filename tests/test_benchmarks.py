@@ -50,13 +50,16 @@ def test_zoo_benchmark_prints_accuracy_explanation_and_circuit_tables(capsys):
 
 
 def test_circuit_benchmark_prints_one_row_per_model_and_family(capsys):
-    assert load("bench_circuits").main(["--skip", "lite,resnet", "--from-activations", "--repeats", "2"]) == 0
+    assert load("bench_circuits").main(["--skip", "lite,resnet,vit", "--from-activations", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     rows = [line.split("|")[1:] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
-    assert rows[0][0].strip() == "model" and len(rows) == 1 + 9
-    read = [r for r in rows[1:] if "refused" not in r[2]]
-    assert len(read) == 8 and all(r[4].strip() == "100%" for r in read)  # decision-sized: the circuit keeps it
-    assert "refused" in rows[-1][2] and "vit" in rows[-1][0]
+    assert rows[0][0].strip() == "model" and len(rows) == 1 + 8
+    assert all("refused" not in r[2] and r[4].strip() == "100%" for r in rows[1:])  # decision-sized: it keeps it
+    # The zoo's ViT: a circuit of heads and MLP units, read on an explanation.
+    assert load("bench_circuits").main(["--skip", "lite,resnet,families", "--n-scenes", "1", "--repeats", "2"]) == 0
+    rows = [line.split("|")[1:] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 2 and "ViT" in rows[1][0] and rows[1][4].strip() == "100%"
 
 
 def test_grid_benchmark_prints_the_pointing_game_and_the_photo_table(capsys):

@@ -22,3 +22,20 @@ def open_and_run_all(lab, page, notebook: str, kernel_ready_ms: int) -> None:
             void window.jupyterapp.commands.execute('notebook:run-all-cells');
         }"""
     )
+
+
+def wait_for_static_png(page, cell: int, timeout_ms: int) -> None:
+    """Wait until code cell ``cell``'s output carries the static PNG beside the widget: training has
+    ended, and JupyterLab renders that output (and the widget) anew from synced state."""
+    page.wait_for_function(
+        """cell => {
+            const outputs = window.jupyterapp.shell.currentWidget.content.widgets[cell].model.outputs;
+            for (let i = 0; i < outputs.length; i++) {
+                const data = outputs.get(i).data;
+                if (data['image/png'] && data['application/vnd.jupyter.widget-view+json']) return true;
+            }
+            return false;
+        }""",
+        arg=cell,
+        timeout=timeout_ms,
+    )

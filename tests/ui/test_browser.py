@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._lab import open_and_run_all
+from ._lab import open_and_run_all, wait_for_static_png
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -77,18 +77,7 @@ def _check_widget(lab, page):
     # 2. Training ends: the widget settles, then its output gets the static PNG beside the
     #    widget (for GitHub/nbviewer); JupyterLab re-renders that output from synced state.
     live_view = page.evaluate_handle(ROOT_JS)
-    page.wait_for_function(
-        """() => {
-            const cell = window.jupyterapp.shell.currentWidget.content.widgets[2];
-            const outputs = cell.model.outputs;
-            for (let i = 0; i < outputs.length; i++) {
-                const data = outputs.get(i).data;
-                if (data['image/png'] && data['application/vnd.jupyter.widget-view+json']) return true;
-            }
-            return false;
-        }""",
-        timeout=TRAINING_DONE_MS,
-    )
+    wait_for_static_png(page, 2, TRAINING_DONE_MS)
     page.wait_for_function(
         f"old => {{ const r = {ROOT_JS}; return r && r !== old && r.dataset.status === 'done'; }}",
         arg=live_view,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._lab import open_and_run_all
+from ._lab import open_and_run_all, wait_for_static_png
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parents[1] / "test-artifacts"
@@ -33,18 +33,7 @@ def _check(lab, page):
     page.wait_for_selector(".nbx-root", timeout=DONE_MS)
     # When training ends the output gets the static PNG beside the widget, and JupyterLab renders the
     # widget anew from synced state: work on that one.
-    page.wait_for_function(
-        """() => {
-            const cell = window.jupyterapp.shell.currentWidget.content.widgets[2];
-            const outputs = cell.model.outputs;
-            for (let i = 0; i < outputs.length; i++) {
-                const data = outputs.get(i).data;
-                if (data['image/png'] && data['application/vnd.jupyter.widget-view+json']) return true;
-            }
-            return false;
-        }""",
-        timeout=DONE_MS,
-    )
+    wait_for_static_png(page, 2, DONE_MS)
     page.wait_for_function(f"() => {{ const r = {ROOT_JS}; return r && r.dataset.status === 'done'; }}",
                            timeout=ANSWER_MS)
     page.wait_for_timeout(1000)  # let the re-rendered view settle
