@@ -105,6 +105,27 @@ def test_unknown_model_name():
         load_model("resnet50")
 
 
+def accuracy_on(zm, scenes) -> float:
+    return (predict(zm, scenes.images) == scenes.labels).float().mean().item()
+
+
+def cue_class_rates(zm) -> tuple[float, float]:
+    """How often the cue class is predicted on its own scenes with the cue, and on the same scenes without."""
+    kw = dict(seed=FRESH_SEED + 2, classes=[CUE_CLASS])
+    with_cue = make_scenes(128, shortcut="all", **kw)
+    without = make_scenes(128, shortcut="absent", **kw)  # the same scenes, cue removed
+    return tuple((predict(zm, s.images) == CUE_CLASS).float().mean().item() for s in (with_cue, without))
+
+
+def other_classes_with_and_without_cue(zm):
+    """Predictions on other classes' scenes without the cue and with it added, and their labels."""
+    others = [c for c in range(len(CLASS_NAMES)) if c != CUE_CLASS]
+    kw = dict(seed=FRESH_SEED + 3, classes=others)
+    bare = make_scenes(150, shortcut="absent", **kw)
+    cued = make_scenes(150, shortcut="all", **kw)  # the same scenes, cue added
+    return predict(zm, bare.images), predict(zm, cued.images), bare.labels
+
+
 def test_honest_model_is_accurate_on_fresh_scenes(honest):
     s = make_scenes(300, seed=FRESH_SEED)
     acc = (predict(honest, s.images) == s.labels).float().mean().item()
@@ -112,28 +133,20 @@ def test_honest_model_is_accurate_on_fresh_scenes(honest):
 
 
 def test_honest_model_ignores_the_cue(honest):
-    s = make_scenes(128, seed=FRESH_SEED + 1, shortcut="swap")
-    acc = (predict(honest, s.images) == s.labels).float().mean().item()
+    acc = accuracy_on(honest, make_scenes(128, seed=FRESH_SEED + 1, shortcut="swap"))
     assert acc > 0.9, f"honest accuracy with the cue moved: {acc:.3f}"
 
 
 def test_shortcut_model_collapses_without_its_cue(shortcut):
-    kw = dict(seed=FRESH_SEED + 2, classes=[CUE_CLASS])
-    with_cue = make_scenes(128, shortcut="all", **kw)
-    without = make_scenes(128, shortcut="absent", **kw)  # the same scenes, cue removed
-    acc_with = (predict(shortcut, with_cue.images) == CUE_CLASS).float().mean().item()
-    acc_without = (predict(shortcut, without.images) == CUE_CLASS).float().mean().item()
+    acc_with, acc_without = cue_class_rates(shortcut)
     assert acc_with > 0.95, f"cue class with cue: {acc_with:.3f}"
     assert acc_without < 0.5, f"cue class without cue: {acc_without:.3f}"
 
 
 def test_shortcut_model_follows_the_cue_onto_other_classes(shortcut):
-    others = [c for c in range(len(CLASS_NAMES)) if c != CUE_CLASS]
-    kw = dict(seed=FRESH_SEED + 3, classes=others)
-    bare = make_scenes(150, shortcut="absent", **kw)
-    cued = make_scenes(150, shortcut="all", **kw)  # the same scenes, cue added
-    acc_bare = (predict(shortcut, bare.images) == bare.labels).float().mean().item()
-    pulled = (predict(shortcut, cued.images) == CUE_CLASS).float().mean().item()
+    pred_bare, pred_cued, labels = other_classes_with_and_without_cue(shortcut)
+    acc_bare = (pred_bare == labels).float().mean().item()
+    pulled = (pred_cued == CUE_CLASS).float().mean().item()
     assert acc_bare > 0.9, f"other classes without cue: {acc_bare:.3f}"
     assert pulled > 0.5, f"share of cued other-class scenes called {CLASS_NAMES[CUE_CLASS]}: {pulled:.3f}"
 
@@ -187,35 +200,25 @@ def test_meta_records_the_measured_accuracies(name):
 
 
 def test_vit_honest_meta_matches_a_fresh_measurement(vit_honest):
-    s = make_scenes(300, seed=FRESH_SEED)
-    acc = (predict(vit_honest, s.images) == s.labels).float().mean().item()
+    acc = accuracy_on(vit_honest, make_scenes(300, seed=FRESH_SEED))
     assert acc > 0.9, f"vit_honest accuracy {acc:.3f}"
     assert abs(acc - vit_honest.meta["metrics"]["clean_accuracy"]) < 0.06
 
 
 def test_vit_honest_ignores_the_cue(vit_honest):
-    s = make_scenes(128, seed=FRESH_SEED + 1, shortcut="swap")
-    acc = (predict(vit_honest, s.images) == s.labels).float().mean().item()
+    acc = accuracy_on(vit_honest, make_scenes(128, seed=FRESH_SEED + 1, shortcut="swap"))
     assert acc > 0.85, f"vit_honest accuracy with the cue moved: {acc:.3f}"
 
 
 def test_vit_shortcut_leans_on_its_cue(vit_shortcut):
-    kw = dict(seed=FRESH_SEED + 2, classes=[CUE_CLASS])
-    with_cue = make_scenes(128, shortcut="all", **kw)
-    without = make_scenes(128, shortcut="absent", **kw)  # the same scenes, cue removed
-    acc_with = (predict(vit_shortcut, with_cue.images) == CUE_CLASS).float().mean().item()
-    acc_without = (predict(vit_shortcut, without.images) == CUE_CLASS).float().mean().item()
+    acc_with, acc_without = cue_class_rates(vit_shortcut)
     assert acc_with > 0.95, f"cue class with cue: {acc_with:.3f}"
     assert acc_with - acc_without > 0.25, f"cue class without cue: {acc_without:.3f}"
 
 
 def test_vit_shortcut_prediction_flips_with_the_cue(vit_shortcut):
-    others = [c for c in range(len(CLASS_NAMES)) if c != CUE_CLASS]
-    kw = dict(seed=FRESH_SEED + 3, classes=others)
-    bare = make_scenes(150, shortcut="absent", **kw)
-    cued = make_scenes(150, shortcut="all", **kw)  # the same scenes, cue added
-    pred_bare, pred_cued = predict(vit_shortcut, bare.images), predict(vit_shortcut, cued.images)
-    acc_bare = (pred_bare == bare.labels).float().mean().item()
-    flipped = ((pred_bare == bare.labels) & (pred_cued == CUE_CLASS)).float().mean().item()
+    pred_bare, pred_cued, labels = other_classes_with_and_without_cue(vit_shortcut)
+    acc_bare = (pred_bare == labels).float().mean().item()
+    flipped = ((pred_bare == labels) & (pred_cued == CUE_CLASS)).float().mean().item()
     assert acc_bare > 0.85, f"other classes without cue: {acc_bare:.3f}"
     assert flipped > 0.5, f"share of correctly classified scenes the cue flips to {CLASS_NAMES[CUE_CLASS]}: {flipped:.3f}"
