@@ -96,6 +96,18 @@ class ExplainConfig:
     unet_width: int = 16
     unet_depth: int = 3
 
+    # -- necessary evidence (``res.necessary``, ``nbexplain.core.necessity``) --------------------
+    #: also find the smallest region whose removal changes the decision (what the sufficient mask need not show:
+    #: evidence that only tips a decision, like a watermark)
+    necessary: bool = True
+    necessary_steps: int = 8  #: gradient steps on the region's cells after its relevance start (0: cut the start)
+    necessary_lr: float = 0.3  #: Adam's rate on the cell logits
+    necessary_area: float = 2.0  #: price of the removed share in the region's loss
+    necessary_cells: int = 16  #: cells along the longest side (a transformer uses its patches)
+    #: the largest region tried; where none up to this changes the decision, ``res.necessary.found`` is False
+    necessary_max_area: float = 0.3
+    #: without ``foil=``, the decision must change to one of the image's next this-many classes
+    necessary_foils: int = 5
     robustness_draws: int = 8  #: random backgrounds scored on the final mask (``res.robustness``); 0 skips it
 
     max_input_pixels: int | None = 1024 * 1024  #: refuse larger inputs (resize them first)
@@ -126,7 +138,12 @@ class ExplainConfig:
         if self.layer_weights is not None and any(w < 0 for w in self.layer_weights):
             raise ValueError("ExplainConfig.layer_weights must be >= 0")
         _positive_int(self, "steps", "robustness_every", "mask_resolution", "unet_width", "unet_depth", "patience", "warmup")
-        _non_negative_int(self, "min_steps", "n_backgrounds", "robustness_draws")
+        _non_negative_int(self, "min_steps", "n_backgrounds", "robustness_draws", "necessary_steps")
+        _positive_int(self, "necessary_cells", "necessary_foils")
+        if not 0 < self.necessary_max_area <= 1:
+            raise ValueError(f"ExplainConfig.necessary_max_area must be in (0, 1], got {self.necessary_max_area!r}")
+        if self.necessary_area < 0 or not 0 < self.necessary_lr < 10:
+            raise ValueError("ExplainConfig.necessary_area must be >= 0 and necessary_lr in (0, 10)")
         if not 0 <= self.pixel_lr < 10:
             raise ValueError(f"ExplainConfig.pixel_lr must be in [0, 10), got {self.pixel_lr!r}")
         retry = self.retry_area
@@ -161,7 +178,8 @@ PRESETS: dict[str, dict] = {
     "default": {},
     # Interactive: a third of the steps, stopping sooner, and ``res.robustness`` is measured on
     # 4 random backgrounds (not 8).
-    "fast": dict(steps=20, min_steps=6, patience=4, warmup=3, robustness_every=2, robustness_draws=4),
+    "fast": dict(steps=20, min_steps=6, patience=4, warmup=3, robustness_every=2, robustness_draws=4,
+                 necessary_steps=4),
     # Closer to the authors' budget: more steps, all background kinds each step.
     "thorough": dict(steps=300, min_steps=100, patience=40, n_backgrounds=3),
 }

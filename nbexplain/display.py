@@ -11,10 +11,11 @@ LOSS_TERMS = ("activation", "kl", "ce", "area", "binarization", "tv", "robustnes
 
 
 def explanation_figure(res, show_losses: bool = True):
-    """Image | mask over the image | explanation | loss curves."""
+    """Image | mask over the image | explanation | necessary region (if any) | loss curves."""
     from matplotlib.figure import Figure
 
-    n = 4 if show_losses else 3
+    necessary = getattr(res, "necessary", None)
+    n = 3 + (necessary is not None) + show_losses
     fig = Figure(figsize=(3.2 * n, 3.4), layout="constrained")
     axes = fig.subplots(1, n)
     image = res.image()
@@ -26,11 +27,19 @@ def explanation_figure(res, show_losses: bool = True):
     axes[2].imshow(res.explanation_image())
     kept = "" if res.label_kept else " (label lost)"
     axes[2].set_title(f"explanation: p = {res.prob_explanation:.2f}{kept}", fontsize=9)
-    for ax in axes[:3]:
+    if necessary is not None:
+        axes[3].imshow(removal_overlay(image, necessary.mask.numpy()))
+        if necessary.found:
+            title = (f"necessary: removing {necessary.area:.1%}\nturns it into {res.class_name(necessary.turns_into)!r} "
+                     f"(p {necessary.prob_turns_into_after:.2f})")
+        else:
+            title = f"necessary: no region up to {necessary.max_area:.0%}\nchanges the decision"
+        axes[3].set_title(title, fontsize=9)
+    for ax in axes[:3 + (necessary is not None)]:
         ax.set_xticks([])
         ax.set_yticks([])
     if show_losses:
-        ax = axes[3]
+        ax = axes[-1]
         for name in LOSS_TERMS:
             values = np.asarray(res.history.get(name, []), dtype=float)
             if values.size and np.ptp(values) > 0:
@@ -48,6 +57,13 @@ def overlay(image: np.ndarray, mask: np.ndarray, dim: float = 0.25) -> np.ndarra
     """The image with removed pixels dimmed, so the kept region stands out."""
     keep = mask[..., None] > 0.5
     return np.where(keep, image, image * dim)
+
+
+def removal_overlay(image: np.ndarray, region: np.ndarray, colour=(1.0, 0.15, 0.1), alpha: float = 0.6) -> np.ndarray:
+    """The image with a removed region tinted: necessary evidence is what the decision cannot lose."""
+    tint = np.asarray(colour, dtype=image.dtype)
+    on = region[..., None] > 0.5
+    return np.where(on, (1 - alpha) * image + alpha * tint, image)
 
 
 def figure_png(fig, dpi: int = 96) -> bytes:

@@ -16,6 +16,7 @@ from torch import nn
 from .config import ExplainConfig, resolve_config
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
 from .core.fills import FillCheck, check_kind, hiding_fill, make_fill, random_background
+from .core.necessity import NecessarySearch, cell_grid, default_foils
 from .core.optimize import MaskOptimizer, images_per_pass, in_chunks
 from .core.progress import ProgressBar
 from .core.relevance import relevance_maps, relevance_probes
@@ -100,14 +101,17 @@ class Explainer:
         return torch.from_numpy(to_display(x, self.normalization)).permute(2, 0, 1)
 
     # ------------------------------------------------------------------
-    def explain(self, image, target=None, *, seed: int = 0, progress: bool = True, callbacks: Sequence = (),
+    def explain(self, image, target=None, *, foil=None, seed: int = 0, progress: bool = True, callbacks: Sequence = (),
                 live: bool | None = None, config=None, **options):
         """Explain one image (or a list of images, optimised together).
 
         ``target``: class to explain (default: the model's top-1 on the image);
         for a list, one int for all or one per image. ``config``/``options``
         override the explainer's configuration for this call, e.g.
-        ``explain(img, steps=300, keep_ratio=0.9)``. ``live``: show the live widget
+        ``explain(img, steps=300, keep_ratio=0.9)``. ``foil``: a class (index or label name) for the
+        contrastive question "why the target rather than the foil?": ``res.necessary`` is then the
+        smallest region whose removal makes the foil overtake the target (default: removal must make
+        one of the image's next few classes the top one; ``necessary=False`` skips that half). ``live``: show the live widget
         (default: when running in Jupyter).
 
         A KeyboardInterrupt stops training, leaves the model as it was, keeps
@@ -122,6 +126,9 @@ class Explainer:
         if not images:
             raise ValueError("explain() got an empty list of images")
         targets = _targets_for(target, len(images))
+        foils = _targets_for(foil, len(images))
+        if foil is not None and not cfg.necessary:
+            raise ValueError("foil= asks a question of the necessary evidence, but necessary=False skips it")
         channels = input_channels(self._network)
         xs = [to_model_input(img, self.preprocess, self.normalization, channels) for img in images]
         _check_size(xs, cfg)
@@ -144,7 +151,9 @@ class Explainer:
             group = max(1, images_per_pass(self.device, *shape[-2:]) // (1 + len(cfg.check_fills) + cfg.n_backgrounds))
             for part in (idx[k:k + group] for k in range(0, len(idx), group)):
                 batch = torch.cat([xs[i] for i in part])
-                for i, res in zip(part, self._explain_batch(batch, [targets[i] for i in part], cfg, seed, callbacks)):
+                asked = {"foils": [foils[i] for i in part]} if foil is not None else {}
+                for i, res in zip(part, self._explain_batch(batch, [targets[i] for i in part], cfg, seed, callbacks,
+                                                            **asked)):
                     results[i] = res
         for res in results:
             note = res.warning()
@@ -163,7 +172,7 @@ class Explainer:
 
     # ------------------------------------------------------------------
     def _explain_batch(self, x, targets, cfg: ExplainConfig, seed: int, callbacks, mask_net=None,
-                       optimise: bool = True) -> list[Explanation]:
+                       optimise: bool = True, foils=None) -> list[Explanation]:
         """Explain a batch of same-size images. ``mask_net(target, acts_x, relevance, x)``, if given, returns
         the mask generator to start from (an amortised one); ``optimise=False`` takes its best cut as is."""
         net, start = self._network, time.perf_counter()
@@ -198,6 +207,7 @@ class Explainer:
                     opt.adopt_current()  # a trained generator's best cut: the result, or the start of refinement
                 if optimise:
                     opt.run()
+                necessary = self._necessary(opt, x, target, logits_x, fills, cfg, foils, callbacks, taps)
             except KeyboardInterrupt:
                 taps.reset()
                 so_far = self._finish(opt, x, fills, target, logits_x, acts_x, cfg, start, interrupted=True)
@@ -210,7 +220,8 @@ class Explainer:
                 with contextlib.suppress(Exception):
                     _call(callbacks, "on_end", {"interrupted": True, "best_mask": opt.best_masks[0].cpu(), "result": None})
                 raise
-            results = self._finish(opt, x, fills, target, logits_x, acts_x, cfg, start, interrupted=False)
+            results = self._finish(opt, x, fills, target, logits_x, acts_x, cfg, start, interrupted=False,
+                                   necessary=necessary)
         _call(callbacks, "on_end", {"interrupted": False, "best_mask": results[0].mask, "result": results[0]})
         return results
 
@@ -245,7 +256,44 @@ class Explainer:
                 "fill_image": to_display(fill[0], self.normalization) if self.normalization is not None else None,
                 "target": t, "target_name": name, "mask_shape": opt.size, "prob_original": float(opt.prob_x[0])}
 
-    def _finish(self, opt, x, fills, target, logits_x, acts_x, cfg, start, interrupted) -> list[Explanation]:
+    def _necessary(self, opt, x, target, logits_x, fills, cfg, foils, callbacks, taps) -> list | None:
+        """The smallest region whose removal changes each decision (``nbexplain.core.necessity``), or None
+        when ``cfg.necessary`` is off."""
+        if not cfg.necessary:
+            return None
+        net, began = self._network, time.perf_counter()
+        contrastive = foils is not None and any(f is not None for f in foils)
+        if contrastive:
+            if any(f is None for f in foils):
+                raise ValueError("give a foil for every image of the list, or none")
+            foil_ids = self._target_tensor(foils, logits_x)[:, None]
+            if bool((foil_ids[:, 0] == target).any()):
+                raise ValueError("the foil must be another class than the target")
+        else:
+            foil_ids = default_foils(logits_x, target, cfg.necessary_foils)
+        removal = torch.cat([opt.fill[None], opt.checks]) if len(opt.checks) else opt.fill[None]
+        names = [[f.name] + [check_kind(k).name for k in cfg.check_fills] for f in fills]
+
+        def logits_of(images, keep_graph=False):
+            # Clones: some models edit their input in place.
+            if keep_graph:
+                out = _logits(net(images.clone()))
+            else:
+                with torch.no_grad():
+                    out = in_chunks(lambda b: _logits(net(b.clone())), images)
+            taps.reset()
+            return out
+
+        grid = cell_grid(tuple(x.shape[-2:]), cfg.necessary_cells, self.plan.patch_grid)
+        search = NecessarySearch(logits_of, x, target, logits_x, removal, foil_ids, cfg, grid,
+                                 patches=self.plan.patch_grid is not None, contrastive=contrastive,
+                                 callbacks=callbacks, step_offset=opt.steps_run)
+        found = search.run(names)
+        seconds = (time.perf_counter() - began) / x.shape[0]
+        return [dataclasses.replace(n, seconds=seconds) for n in found]
+
+    def _finish(self, opt, x, fills, target, logits_x, acts_x, cfg, start, interrupted,
+                necessary=None) -> list[Explanation]:
         net = self._network
         masks = opt.best_masks.detach()
         m4 = masks[:, None]
@@ -288,6 +336,7 @@ class Explainer:
                 robustness=None if robust is None else float(robust[i]),
                 interrupted=interrupted,
                 views=dict(self.plan.views),
+                necessary=None if necessary is None else necessary[i],
                 _network=net,
             ))
         return out

@@ -11,6 +11,7 @@ from torch import nn
 
 from .config import ExplainConfig
 from .core.fills import Fill, FillCheck
+from .core.necessity import Necessary
 from .core.inputs import Normalization
 
 
@@ -61,6 +62,9 @@ class Explanation:
     interrupted: bool = False
     #: how each tapped layer's output was read as a map (token layers of a transformer, channels-last maps)
     views: dict = field(default_factory=dict)
+    #: the smallest region whose removal changes the decision (``nbexplain.core.necessity.Necessary``);
+    #: None when ``necessary=False`` or the run was interrupted
+    necessary: "Necessary | None" = None
     _network: nn.Module | None = field(default=None, repr=False)
 
     # -- derived numbers ---------------------------------------------------
@@ -153,6 +157,8 @@ class Explanation:
         )
         if self.fill is not None:
             text += f"; {self.fill.describe(self.target_name)}"
+        if self.necessary is not None:
+            text += f". Sufficient: the kept pixels alone keep the decision; {self.necessary.describe(self.class_name)}"
         note = self.warning()
         if note:
             text += f". {note}"

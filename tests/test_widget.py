@@ -378,7 +378,7 @@ def test_from_result_gives_complete_state_that_survives_the_wire(recording, cloc
     w = ExplanationWidget.from_result(res, clock=clock)
     state, paths, buffers = _remove_buffers(w.get_state())
     json.dumps(state, allow_nan=False)
-    assert {tuple(p) for p in paths} == {("image",), ("mask",), ("explanation",), ("fill_image",)}
+    assert {tuple(p) for p in paths} == {("image",), ("mask",), ("explanation",), ("fill_image",), ("necessary_mask",)}
     byte_state = dict(zip([p[0] for p in paths], buffers))
     h, wd = state["image_shape"]
     assert len(byte_state["image"]) == h * wd * 3
@@ -490,6 +490,9 @@ def test_real_explainer_drives_the_widget(recording, clock):
     assert sent and sent[0].content["step"] == 1 and sent[-1].content["step"] == res.steps
     assert all(len(f.buffers[0]) == np.prod(f.content["shape"]) for f in sent)
     assert w.mask_shape == list(res.mask.shape)
+    # Then the necessary half: its own frames, numbered on after the mask's steps, and its line.
+    assert custom(w, "necessary")[-1].content["step"] == res.steps + ex.config.necessary_steps
+    assert w.necessary["text"].startswith("necessary: ") and w.necessary_shape == list(res.necessary.mask.shape)
     node = next(n for n in w.circuit["nodes"] if n["kind"] == "channel")
     from_browser(w, {"type": "channel", "layer": node["layer"], "channel": node["channel"], "request_id": 1})
     answer = custom(w, "channel")[0]
@@ -664,3 +667,98 @@ def test_probability_on_the_image_is_shown_from_the_start():
     assert w.status == "training" and w.summary == {"prob_original": 0.42}
     w.on_start(start_info())  # a run that does not know it shows a dash, not the last run's value
     assert w.summary == {}
+
+
+# --------------------------------------------------------------------------- the necessary half
+def necessary(found=True, contrastive=False, size=32):
+    from nbexplain.core.necessity import Necessary
+
+    mask = torch.zeros(size, size)
+    if found:
+        mask[:4, :8] = 1.0  # 32 of 1024 pixels: 3.1%
+    return Necessary(
+        mask=mask, found=found, area=float(mask.mean()), target=2, turns_into=1 if found else None,
+        prob_before=0.93, prob_after=0.2 if found else 0.8, prob_turns_into_before=0.01 if found else None,
+        prob_turns_into_after=0.41 if found else None, fills=("blur", "mean colour"), foils=(1, 0),
+        contrastive=contrastive, max_area=0.3,
+        note=None if found else "no region of up to 30% of the image changes the decision to another likely class",
+    )
+
+
+class NecessaryResult(FakeResult):
+    def __init__(self, nec=None, **kw):
+        super().__init__(**kw)
+        self.necessary = necessary() if nec is None else nec
+
+    def class_name(self, k):
+        return self.labels[k]
+
+
+def necessary_step(step, total, changes=False):
+    cells = torch.zeros(4, 4)
+    cells[0, :2] = 1.0
+    return StepState(step=step, total_steps=total, losses={"total": 0.3}, mask=cells, prob=0.4,
+                     area=float(cells.mean()), label_kept=not changes, sufficient=changes, half="necessary")
+
+
+def test_the_necessary_region_and_its_line_travel_with_the_result(recording, clock):
+    w = ExplanationWidget.from_result(NecessaryResult(), clock=clock)
+    state, paths, buffers = _remove_buffers(w.get_state())
+    json.dumps(state, allow_nan=False)
+    region = dict(zip([p[0] for p in paths], buffers))["necessary_mask"]
+    assert state["necessary_shape"] == [32, 32] and len(region) == 32 * 32
+    assert sum(b == 255 for b in region) == 32 and set(region) == {0, 255}
+    nec = state["necessary"]
+    assert nec["text"] == "necessary: removing 3.1% turns it into 'square' (p 0.41)"
+    assert nec["found"] is True and nec["turns_into"] == 1 and nec["turns_into_name"] == "square"
+    assert nec["area"] == pytest.approx(32 / 1024) and nec["foils"] == ["square", "circle"]
+    assert nec["prob_before"] == pytest.approx(0.93) and nec["prob_turns_into_after"] == pytest.approx(0.41)
+    assert nec["note"] is None and nec["contrastive"] is False
+    assert "p(star) 0.930 -> 0.200" in nec["details"]  # the full numbers, on hover
+
+
+def test_a_named_foil_is_said_to_overtake_the_target(recording, clock):
+    w = ExplanationWidget.from_result(NecessaryResult(necessary(contrastive=True)), clock=clock)
+    assert w.necessary["text"] == "necessary: removing 3.1% makes 'square' overtake 'star' (p 0.41)"
+
+
+def test_no_necessary_region_shows_the_note_and_an_empty_region(recording, clock):
+    w = ExplanationWidget.from_result(NecessaryResult(necessary(found=False)), clock=clock)
+    assert w.necessary["found"] is False and w.necessary["turns_into"] is None
+    assert w.necessary["text"].startswith("necessary: none. no region of up to 30% of the image changes the decision")
+    assert w.necessary_shape == [32, 32] and set(w.necessary_mask) == {0}
+
+
+def test_a_result_without_the_necessary_half_sends_none(recording, clock):
+    w = ExplanationWidget.from_result(FakeResult(), clock=clock)  # necessary=False, or an older result
+    assert w.necessary == {} and w.necessary_mask == b"" and w.necessary_shape == [0, 0]
+
+
+def test_the_necessary_half_streams_its_own_frames_after_the_masks(recording, clock):
+    w = ExplanationWidget.from_result(NecessaryResult(), clock=clock)
+    w.on_start(start_info(total=20))
+    assert w.necessary == {} and w.necessary_mask == b"", "a new run clears the last result's region"
+    for step in range(1, 11):  # the mask's steps, faster than the throttle
+        w.on_step(step_state(step, total=20))
+        clock.now += 0.001
+    w.on_phase("finding the necessary evidence")
+    assert frames(w)[-1].content["step"] == 10, "the mask's last step shows before the necessary half starts"
+    for step in range(11, 15):  # each takes longer than the throttle's interval
+        clock.now += 0.2
+        w.on_step(necessary_step(step, total=14, changes=step >= 13))
+    sent = custom(w, "necessary")
+    assert [m.content["step"] for m in sent] == [11, 12, 13, 14]
+    assert [m.content["changes_decision"] for m in sent] == [False, False, True, True]
+    assert sent[0].content["shape"] == [4, 4] and sent[0].buffers[0][:2] == b"\xff\xff"
+    assert all("changes_decision" not in f.content for f in frames(w))
+    res = NecessaryResult(steps=10)
+    w.on_end({"interrupted": False, "best_mask": res.mask, "result": res})
+    assert len(w.history["steps"]) == 10, "the necessary half's steps are not the mask's history"
+    assert w.necessary["found"] and len(w.necessary_mask) == 32 * 32
+
+
+def test_the_results_own_warning_is_the_note(recording, clock):
+    res = FakeResult()
+    res.warning = lambda: "No fill hides this class: explain another class"
+    w = ExplanationWidget.from_result(res, clock=clock)
+    assert w.note == "No fill hides this class: explain another class."

@@ -36,6 +36,15 @@ export function formatStep(step, total) {
   return isNumber(total) && total > 0 ? `${step} / ${total}` : String(step);
 }
 
+/**
+ * The live line of the necessary half, while its region is searched.
+ * @param {{area: number | null, changesDecision: boolean}} frame
+ */
+export function necessaryLine(frame) {
+  const verdict = frame.changesDecision ? "changes the decision under every fill" : "does not change the decision yet";
+  return `necessary (searching): removing ${formatPercent(frame.area)} ${verdict}`;
+}
+
 /** @param {unknown} v @returns {v is number} */
 function isNumber(v) {
   return typeof v === "number" && Number.isFinite(v);

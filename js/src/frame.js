@@ -13,16 +13,19 @@ import { checkShape, toBytes } from "./bytes.js";
  * @property {number} width mask width (working resolution)
  * @property {number} height mask height
  * @property {Uint8Array} mask 0..255, row-major
+ * @property {"sufficient" | "necessary"} half which mask trains: the kept pixels, or the removed region
+ * @property {boolean} changesDecision for the necessary half: removing its region changes the decision under every fill
  */
 
 /**
- * Turn a `{"type": "frame"}` message and its buffers into a Frame.
+ * Turn a `{"type": "frame"}` message (the sufficient mask's) or a `{"type": "necessary"}` one (the
+ * necessary region's) and its buffers into a Frame.
  * @param {any} content
  * @param {Array<ArrayBuffer | ArrayBufferView>} buffers
  * @returns {Frame}
  */
 export function decodeFrame(content, buffers) {
-  if (!content || content.type !== "frame") throw new Error("not a frame message");
+  if (content?.type !== "frame" && content?.type !== "necessary") throw new Error("not a frame message");
   if (!buffers || buffers.length < 1) throw new Error("a frame needs its mask buffer");
   if (content.dtype !== undefined && content.dtype !== "uint8") {
     throw new Error(`unsupported mask dtype ${content.dtype}`);
@@ -40,6 +43,8 @@ export function decodeFrame(content, buffers) {
     width,
     height,
     mask,
+    half: content.type === "necessary" ? "necessary" : "sufficient",
+    changesDecision: Boolean(content.changes_decision),
   };
 }
 

@@ -78,3 +78,37 @@ export function maskedRgba(rgb, width, height, mask, maskWidth, maskHeight, fill
   }
   return out;
 }
+
+/** The necessary region's colour (as in the static figure, nbexplain.display.removal_overlay). */
+export const NECESSARY_RED = [255, 38, 26];
+
+/**
+ * Tint, in place, the pixels of RGBA `rgba` where `region` (any resolution, scaled by
+ * nearest neighbour like a mask) is set: the necessary evidence drawn over a picture.
+ * @param {Uint8ClampedArray} rgba width*height*4, changed and returned
+ * @param {number} width
+ * @param {number} height
+ * @param {Uint8Array} region 0..255, regionWidth*regionHeight; >= 128 counts as in the region
+ * @param {number} regionWidth
+ * @param {number} regionHeight
+ * @param {number} [alpha] how much of the colour replaces the pixel
+ * @param {number[]} [colour] RGB
+ * @returns {Uint8ClampedArray}
+ */
+export function tintRgba(rgba, width, height, region, regionWidth, regionHeight, alpha = 0.6, colour = NECESSARY_RED) {
+  if (region.length !== regionWidth * regionHeight) {
+    throw new Error(`expected ${regionWidth * regionHeight} region bytes, got ${region.length}`);
+  }
+  if (rgba.length !== width * height * 4) throw new Error(`expected ${width * height * 4} RGBA bytes, got ${rgba.length}`);
+  const cols = new Int32Array(width);
+  for (let x = 0; x < width; x++) cols[x] = Math.floor((x * regionWidth) / width);
+  for (let y = 0; y < height; y++) {
+    const row = Math.floor((y * regionHeight) / height) * regionWidth;
+    for (let x = 0; x < width; x++) {
+      if (region[row + cols[x]] < 128) continue;
+      const j = (y * width + x) * 4;
+      for (let c = 0; c < 3; c++) rgba[j + c] = (1 - alpha) * rgba[j + c] + alpha * colour[c];
+    }
+  }
+  return rgba;
+}

@@ -5,14 +5,21 @@ import { toBytes } from "./bytes.js";
 import { createChannelPanel } from "./channel_panel.js";
 import { createCircuitView } from "./circuit_view.js";
 import { h, paint } from "./dom.js";
-import { formatPercent, formatProb, formatSeconds, formatStep } from "./format.js";
+import { formatPercent, formatProb, formatSeconds, formatStep, necessaryLine } from "./format.js";
 import { decodeChannel, decodeFrame } from "./frame.js";
+import { createHalves } from "./halves.js";
 import { LossSeries } from "./losses.js";
 import { createLossPlot } from "./plot.js";
-import { mapToRgba, maskedRgba, rgbToRgba } from "./raster.js";
+import { mapToRgba, maskedRgba, rgbToRgba, tintRgba } from "./raster.js";
 
 const SETTLED = new Set(["done", "interrupted"]);
 const CHANNEL_TIMEOUT_MS = 15000;
+// Captions of the mask and explanation panels for each half shown.
+const CAPTIONS = {
+  sufficient: ["Mask", "Explanation"],
+  necessary: ["Necessary region", "x, necessary in red"],
+  both: ["Mask, necessary in red", "Explanation, necessary in red"],
+};
 
 /**
  * @param {{model: any, el: HTMLElement}} ctx
@@ -21,10 +28,13 @@ const CHANNEL_TIMEOUT_MS = 15000;
 export function render({ model, el }) {
   const started = performance.now();
   let series = new LossSeries();
-  /** @type {import("./frame.js").Frame | null} */
+  /** @type {import("./frame.js").Frame | null} the sufficient half's latest live frame */
   let lastFrame = null;
+  /** @type {import("./frame.js").Frame | null} the necessary half's latest live frame */
+  let lastNecessary = null;
   let frames = 0;
   let framesWhileTraining = 0;
+  let necessaryWhileTraining = 0;
   let requestId = 0;
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let channelTimer;
@@ -51,8 +61,10 @@ export function render({ model, el }) {
     mask: /** @type {HTMLCanvasElement} */ (h("canvas", { "data-role": "mask", class: "nbx-pixelated" })),
     explanation: /** @type {HTMLCanvasElement} */ (h("canvas", { "data-role": "explanation" })),
   };
-  const picture = (/** @type {HTMLCanvasElement} */ canvas, /** @type {string} */ caption) =>
-    h("figure", { class: "nbx-panel nbx-picture" }, canvas, h("figcaption", { text: caption }));
+  const captions = { mask: h("figcaption", { text: "Mask" }), explanation: h("figcaption", { text: "Explanation" }) };
+  const picture = (/** @type {HTMLCanvasElement} */ canvas, /** @type {string | HTMLElement} */ caption) =>
+    h("figure", { class: "nbx-panel nbx-picture" }, canvas, typeof caption === "string" ? h("figcaption", { text: caption }) : caption);
+  const halves = createHalves({ onChange: () => drawPictures() });
   const plot = createLossPlot();
   const panel = createChannelPanel({
     onNavigate: (id) => circuit.choose(id),
@@ -75,12 +87,13 @@ export function render({ model, el }) {
     progress,
     h("div", { class: "nbx-stats" }, ...Object.values(stats).map((x) => x.card)),
     note,
+    halves.el,
     h(
       "div",
       { class: "nbx-row" },
       picture(canvases.image, "Input x"),
-      picture(canvases.mask, "Mask"),
-      picture(canvases.explanation, "Explanation"),
+      picture(canvases.mask, captions.mask),
+      picture(canvases.explanation, captions.explanation),
       plot.el,
     ),
     circuitSection,
@@ -88,37 +101,77 @@ export function render({ model, el }) {
   el.replaceChildren(root);
 
   // ---- drawing ------------------------------------------------------------
-  function image() {
-    const [height, width] = model.get("image_shape") ?? [0, 0];
-    const bytes = toBytes(model.get("image"));
-    return bytes.length === width * height * 3 && width > 0 ? { bytes, width, height } : null;
+  const settled = () => SETTLED.has(model.get("status"));
+
+  /**
+   * A synced picture trait as bytes and size, or null when empty or inconsistent.
+   * @param {string} name @param {string} shape @param {number} channels
+   */
+  function synced(name, shape, channels) {
+    const [height, width] = model.get(shape) ?? [0, 0];
+    const bytes = toBytes(model.get(name));
+    return bytes.length === width * height * channels && width > 0 ? { bytes, width, height } : null;
   }
+
+  const image = () => synced("image", "image_shape", 3);
+  /** @param {import("./frame.js").Frame | null} f */
+  const live = (f) => (f && !settled() ? { bytes: f.mask, width: f.width, height: f.height } : null);
+  // While training, the latest live frame of each half; once settled, the result's.
+  const sufficientMask = () => live(lastFrame) ?? synced("mask", "mask_shape", 1);
+  const necessaryRegion = () => live(lastNecessary) ?? synced("necessary_mask", "necessary_shape", 1);
 
   function drawImage() {
     const img = image();
     if (img) paint(canvases.image, rgbToRgba(img.bytes, img.width, img.height), img.width, img.height);
   }
 
-  /** @param {Uint8Array} mask @param {number} width @param {number} height */
-  function drawMask(mask, width, height) {
-    if (!width || !height) return;
-    paint(canvases.mask, mapToRgba(mask), width, height);
+  /**
+   * The explanation as RGBA: the result's own picture once settled, else the image where the
+   * mask keeps pixels and the fill elsewhere.
+   * @param {{bytes: Uint8Array, width: number, height: number} | null} mask
+   */
+  function explanationRgba(mask) {
+    const expl = settled() ? synced("explanation", "explanation_shape", 3) : null;
+    if (expl) return { rgba: rgbToRgba(expl.bytes, expl.width, expl.height), width: expl.width, height: expl.height };
     const img = image();
-    if (img) {
-      const fill = toBytes(model.get("fill_image"));
-      const rgba = maskedRgba(img.bytes, img.width, img.height, mask, width, height,
-        fill.length === img.bytes.length ? fill : null);
-      paint(canvases.explanation, rgba, img.width, img.height);
-    }
+    if (!img || !mask) return null;
+    const fill = toBytes(model.get("fill_image"));
+    const rgba = maskedRgba(img.bytes, img.width, img.height, mask.bytes, mask.width, mask.height,
+      fill.length === img.bytes.length ? fill : null);
+    return { rgba, width: img.width, height: img.height };
   }
 
-  function drawSettledPictures() {
-    const [mh, mw] = model.get("mask_shape") ?? [0, 0];
-    const mask = toBytes(model.get("mask"));
-    if (mask.length === mh * mw && mw > 0) drawMask(mask, mw, mh);
-    const [eh, ew] = model.get("explanation_shape") ?? [0, 0];
-    const expl = toBytes(model.get("explanation"));
-    if (expl.length === eh * ew * 3 && ew > 0) paint(canvases.explanation, rgbToRgba(expl, ew, eh), ew, eh);
+  // The mask and explanation panels, for the half chosen (only the sufficient one until a
+  // necessary region exists). Red is always the necessary region.
+  function drawPictures() {
+    const mask = sufficientMask();
+    const region = necessaryRegion();
+    const half = region ? halves.half : "sufficient";
+    root.dataset.half = half;
+    [captions.mask.textContent, captions.explanation.textContent] = CAPTIONS[half];
+    /** @param {Uint8ClampedArray} rgba @param {number} width @param {number} height @param {number} alpha */
+    const tint = (rgba, width, height, alpha) =>
+      region && half !== "sufficient" ? tintRgba(rgba, width, height, region.bytes, region.width, region.height, alpha) : rgba;
+    if (half === "necessary" && region) {
+      const black = mapToRgba(new Uint8Array(region.bytes.length));
+      paint(canvases.mask, tint(black, region.width, region.height, 1), region.width, region.height);
+    } else if (mask) {
+      // Stronger than over the photo: pale red on the white mask would hardly show.
+      paint(canvases.mask, tint(mapToRgba(mask.bytes), mask.width, mask.height, 0.85), mask.width, mask.height);
+    }
+    const img = image();
+    const base = half === "necessary" && img
+      ? { rgba: rgbToRgba(img.bytes, img.width, img.height), width: img.width, height: img.height }
+      : explanationRgba(mask);
+    if (base) paint(canvases.explanation, tint(base.rgba, base.width, base.height, 0.6), base.width, base.height);
+  }
+
+  // What the necessary evidence is: found so far while it trains, the result's line once settled.
+  function drawNecessary() {
+    const nec = model.get("necessary") ?? {};
+    if (!settled() && lastNecessary) halves.setLine(necessaryLine(lastNecessary), lastNecessary.changesDecision);
+    else if (settled() && nec.text) halves.setLine(String(nec.text), nec.found !== false, nec.details);
+    else halves.setLine(null);
   }
 
   function drawHeader() {
@@ -147,14 +200,18 @@ export function render({ model, el }) {
 
   /** @param {import("./frame.js").Frame} f */
   function drawFrame(f) {
-    drawMask(f.mask, f.width, f.height);
     stats.step.value.textContent = formatStep(f.step, f.total);
-    stats.probE.value.textContent = formatProb(f.prob);
-    stats.probE.value.dataset.kept = f.labelKept ? "true" : "false";
-    stats.area.value.textContent = formatPercent(f.area);
     stats.time.value.textContent = formatSeconds(f.elapsed);
     setProgress(f.total > 0 ? f.step / f.total : 0);
-    plot.update(series, f.total);
+    // The necessary half's numbers are of its own region: they go on its line, not in the mask's stats.
+    if (f.half === "sufficient") {
+      stats.probE.value.textContent = formatProb(f.prob);
+      stats.probE.value.dataset.kept = f.labelKept ? "true" : "false";
+      stats.area.value.textContent = formatPercent(f.area);
+      plot.update(series, f.total);
+    }
+    drawNecessary();
+    drawPictures();
   }
 
   /** @param {number} share */
@@ -176,7 +233,8 @@ export function render({ model, el }) {
     drawHeader();
     drawNote();
     drawImage();
-    drawSettledPictures();
+    drawNecessary();
+    drawPictures();
     drawSummary();
     series = LossSeries.fromHistory(model.get("history") ?? {});
     plot.update(series);
@@ -198,7 +256,9 @@ export function render({ model, el }) {
     // p(target | x) is known before the first step; robustness only once training ends.
     stats.probX.value.textContent = formatProb((model.get("summary") ?? {}).prob_original);
     stats.robustness.value.textContent = "\u2014";
+    drawNecessary();
     if (lastFrame) drawFrame(lastFrame);
+    if (lastNecessary) drawFrame(lastNecessary);
   }
 
   function drawAll() {
@@ -221,16 +281,25 @@ export function render({ model, el }) {
   /** @param {any} content @param {any[]} buffers */
   function onMessage(content, buffers) {
     try {
-      if (content?.type === "frame") {
+      if (content?.type === "frame" || content?.type === "necessary") {
         const f = decodeFrame(content, buffers);
-        if (lastFrame && f.step < lastFrame.step) series = new LossSeries(); // a new run
-        lastFrame = f;
-        series.push(f.step, f.losses);
-        frames += 1;
         const training = model.get("status") === "training";
+        if (f.half === "necessary") {
+          lastNecessary = f;
+          if (training) necessaryWhileTraining += 1;
+        } else {
+          if (lastFrame && f.step < lastFrame.step) { // a new run
+            series = new LossSeries();
+            lastNecessary = null;
+          }
+          lastFrame = f;
+          series.push(f.step, f.losses);
+        }
+        frames += 1;
         if (training) framesWhileTraining += 1;
         root.dataset.frames = String(frames);
         root.dataset.framesWhileTraining = String(framesWhileTraining);
+        root.dataset.necessaryWhileTraining = String(necessaryWhileTraining);
         root.dataset.lastStep = String(f.step);
         root.dataset.lastFrameMs = String(Math.round(performance.now() - started));
         root.dataset.firstFrameMs ??= root.dataset.lastFrameMs;
@@ -253,7 +322,7 @@ export function render({ model, el }) {
   const onStatus = () => {
     if (model.get("status") === "training") {
       series = new LossSeries();
-      lastFrame = null;
+      lastFrame = lastNecessary = null;
     }
     drawAll();
   };
@@ -261,6 +330,7 @@ export function render({ model, el }) {
     ["msg:custom", onMessage],
     ["change:status", onStatus],
     ["change:image", drawImage],
+    ["change:necessary", drawNecessary],
     ["change:note", drawNote],
     ["change:note_details", drawNote],
     ["change:target_name", drawHeader],

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { describeNode, formatNumber, formatPercent, formatProb, formatSeconds, formatStep } from "../src/format.js";
+import { describeNode, formatNumber, formatPercent, formatProb, formatSeconds, formatStep, necessaryLine } from "../src/format.js";
 
 test("formatting numbers, with a dash for unknown values", () => {
   assert.equal(formatProb(0.93123), "0.931");
@@ -24,4 +24,10 @@ test("describeNode names layers and classes for people", () => {
   assert.equal(describeNode("features.3:0"), "features.3 \u00b7 channel 0");
   assert.equal(describeNode("class:3"), "class 3");
   assert.equal(describeNode("odd"), "odd");
+});
+
+test("the necessary half's live line says whether its region changes the decision yet", () => {
+  assert.equal(necessaryLine({ area: 0.031, changesDecision: true }),
+    "necessary (searching): removing 3.1% changes the decision under every fill");
+  assert.match(necessaryLine({ area: null, changesDecision: false }), /removing \u2014 does not change the decision yet$/);
 });

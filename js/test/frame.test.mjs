@@ -104,3 +104,15 @@ test("numberOrNull", () => {
   assert.equal(numberOrNull(Number.NaN), null);
   assert.equal(numberOrNull(Infinity), null);
 });
+
+test("the necessary half's frames decode like the mask's, with their own half and verdict", () => {
+  const mask = new Uint8Array(6);
+  const kept = decodeFrame(frameContent(), [mask]);
+  assert.equal(kept.half, "sufficient");
+  assert.equal(kept.changesDecision, false);
+  const necessary = decodeFrame(frameContent({ type: "necessary", changes_decision: true }), [mask]);
+  assert.equal(necessary.half, "necessary");
+  assert.equal(necessary.changesDecision, true);
+  assert.equal(necessary.step, 7);
+  assert.throws(() => decodeFrame(frameContent({ type: "channel" }), [mask]), /not a frame/);
+});

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DIVERGING, SEQUENTIAL, buildLut, colorAt, cssColor } from "../src/colormap.js";
-import { mapToRgba, maskedRgba, rgbToRgba } from "../src/raster.js";
+import { NECESSARY_RED, mapToRgba, maskedRgba, rgbToRgba, tintRgba } from "../src/raster.js";
 
 test("colorAt hits the stops exactly and clamps outside [0, 1]", () => {
   assert.deepEqual(colorAt(SEQUENTIAL, 0), SEQUENTIAL[0][1]);
@@ -60,4 +60,19 @@ test("maskedRgba puts the fill where pixels are removed, blending a soft mask", 
   const half = maskedRgba(rgb.subarray(0, 3), 1, 1, new Uint8Array([51]), 1, 1, fill.subarray(0, 3));
   assert.deepEqual([...half], [48, 36, 34, 255]);
   assert.throws(() => maskedRgba(rgb, 2, 1, new Uint8Array(2), 2, 1, new Uint8Array(3)), /fill bytes/);
+});
+
+test("tintRgba reddens only the region, scaled to the picture by nearest neighbour", () => {
+  // 4x1 grey picture, 2x1 region: the right half is necessary.
+  const rgba = rgbToRgba(new Uint8Array(4 * 3).fill(100), 4, 1);
+  const out = tintRgba(rgba, 4, 1, new Uint8Array([0, 255]), 2, 1, 0.5);
+  assert.equal(out, rgba, "in place");
+  const red = (/** @type {number} */ i) => [...out.slice(i * 4, i * 4 + 4)];
+  assert.deepEqual(red(0), [100, 100, 100, 255]);
+  assert.deepEqual(red(1), [100, 100, 100, 255]);
+  const tinted = NECESSARY_RED.map((c) => Math.round(50 + 0.5 * c));
+  assert.deepEqual(red(2), [...tinted, 255]);
+  assert.deepEqual(red(3), [...tinted, 255]);
+  assert.deepEqual([...tintRgba(rgbToRgba(new Uint8Array(3), 1, 1), 1, 1, new Uint8Array([255]), 1, 1, 1)].slice(0, 3), NECESSARY_RED);
+  assert.throws(() => tintRgba(rgba, 4, 1, new Uint8Array(3), 2, 1), /region bytes/);
 });

@@ -16,6 +16,7 @@ import torch
 
 from ..config import resolve_config
 from .analysis import find_groups
+from .artifacts import Artifact, find_artifacts
 from .data import as_audit_data
 from .engines import ENGINES, import_ray, run_local, run_ray
 from .grouping import FEATURES
@@ -23,7 +24,7 @@ from .rows import AuditWorker, unpack_mask
 from .store import AuditStore
 from .suspicion import Group
 
-_HEAVY = ("mask_bits", "thumb")
+_HEAVY = ("mask_bits", "necessary_bits", "thumb")
 GROUP_COLUMNS = ["group", "target", "target_name", "size", "suspicion", "transplant", "transplant_control", "same_place", "off_object",
                  "accuracy", "mean_area", "transplants", "representative", "channels"]
 
@@ -128,6 +129,8 @@ class Audit:
         self._rows = rows.to_pandas().set_index("id", drop=False)
         self._rows.index.name = None
         self.groups: list[Group] = _groups_from_table(store.read_groups(), self.labels)
+        #: groups across classes by where their necessary evidence lies, most suspicious first (``regroup``)
+        self.artifacts: list[Artifact] = []
         self._gallery = None
 
     @classmethod
@@ -171,6 +174,13 @@ class Audit:
             raise ValueError(f"image {image_id} was not explained: {r['error']}")
         return unpack_mask(r["mask_bits"], int(r["mask_h"]), int(r["mask_w"]))
 
+    def necessary(self, image_id: int) -> np.ndarray:
+        """The bool region whose removal changes image ``image_id``'s decision (all False where none was found)."""
+        r = self._rows.loc[int(image_id)]
+        if "necessary_bits" not in r or r["necessary_bits"] is None:
+            raise ValueError(f"image {image_id} has no necessary region stored (audited with necessary=False?)")
+        return unpack_mask(r["necessary_bits"], int(r["mask_h"]), int(r["mask_w"]))
+
     def thumbnail(self, image_id: int) -> bytes:
         """A small JPEG of image ``image_id``."""
         return self._rows.loc[int(image_id), "thumb"]
@@ -193,9 +203,19 @@ class Audit:
         start = time.perf_counter()
         self.groups = find_groups(self._rows, self.mask, worker=worker, labels=self.labels, features=tuple(features),
                                   neighbours=neighbours, max_groups=max_groups, seed=seed)
+        if worker is not None and "necessary_found" in self._rows:
+            self.artifacts = find_artifacts(self._rows, self.necessary, worker, self.labels, neighbours=neighbours,
+                                            max_groups=max_groups, seed=seed)
         self.grouping_seconds = time.perf_counter() - start
         self.store.write_groups(_groups_to_table(self.groups))
         return self.groups
+
+    @property
+    def artifact_table(self) -> pd.DataFrame:
+        """One row per artifact group (across classes), most suspicious first."""
+        cols = ["size", "classes", "area", "suspicion", "removal", "removal_elsewhere", "paste", "paste_moved"]
+        return pd.DataFrame([{"artifact": a.index, **{c: getattr(a, c) for c in cols}} for a in self.artifacts],
+                            columns=["artifact", *cols]).set_index("artifact")
 
     @property
     def group_table(self) -> pd.DataFrame:
@@ -227,6 +247,9 @@ class Audit:
         lines = [f"Audit of {n} images ({errors} could not be explained), {len(self.groups)} groups, in {self.store.root}"]
         for g in self.groups[:5]:
             lines.append(f"  {g!r}")
+        if self.artifacts:
+            lines.append(f"Across classes, by where the necessary evidence lies: {len(self.artifacts)} groups")
+            lines += [f"  {a!r}" for a in self.artifacts[:3]]
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -45,6 +45,10 @@ ROW_SCHEMA = pa.schema([
     ("mask_h", pa.int32()),
     ("mask_w", pa.int32()),
     ("mask_bits", pa.binary()),  # np.packbits of the binary mask, row-major
+    ("necessary_found", pa.bool_()),  # a region whose removal changes the decision was found (res.necessary)
+    ("necessary_area", pa.float32()),
+    ("turns_into", pa.int64()),  # the decision once that region is removed
+    ("necessary_bits", pa.binary()),  # np.packbits of the necessary region (same size as the mask)
     ("thumb", pa.binary()),  # JPEG of the image, longest side THUMB_SIDE
     ("seconds", pa.float32()),
     ("error", pa.string()),  # why an image could not be explained (its other fields are null)
@@ -91,6 +95,12 @@ class AuditWorker:
             out = [_logits(net(part.to(self.explainer.device))).argmax(1).cpu() for part in inputs.split(chunk)]
         return torch.cat(out)
 
+    def mean_fill(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The mean colour, in model space, shaped like ``inputs`` (what the artifact tests remove with)."""
+        from ..core.fills import make_fill
+
+        return make_fill(inputs, "mean", self.explainer.normalization)
+
     # -- rows -----------------------------------------------------------------------------
     def rows(self, ids: Sequence[int]) -> pa.Table:
         """Explain the images ``ids``; one row each, in the order given."""
@@ -110,6 +120,8 @@ class AuditWorker:
             res = self.explainer.explain(x, target=target, seed=image_seed(self.seed, image_id), progress=False,
                                          live=False)
         mask = res.mask.numpy() > 0.5
+        nec = res.necessary
+        necessary = nec.mask.numpy() > 0.5 if nec is not None else np.zeros_like(mask)
         obj = self.data.object_mask(image_id)
         pred = res.predicted_original
         return {
@@ -131,6 +143,10 @@ class AuditWorker:
             "mask_h": mask.shape[0],
             "mask_w": mask.shape[1],
             "mask_bits": np.packbits(mask).tobytes(),
+            "necessary_found": None if nec is None else nec.found,
+            "necessary_area": None if nec is None else nec.area,
+            "turns_into": None if nec is None else nec.turns_into,
+            "necessary_bits": np.packbits(necessary).tobytes(),
             "thumb": thumbnail_jpeg(res.image()),
             "seconds": time.perf_counter() - start,
         }

@@ -50,6 +50,9 @@ class StepState:
     #: the label also holds on this step's random backgrounds, with ``prob_needed`` on the explanation
     #: (such masks compete on area for the result; the others on loss)
     sufficient: bool = False
+    #: which half trains: "sufficient" (the kept mask; ``mask`` is kept pixels) or "necessary" (``mask`` is the
+    #: removed region, and ``sufficient`` says its removal changes the decision under every fill)
+    half: str = "sufficient"
 
 
 def working_size(h: int, w: int, cfg: ExplainConfig) -> tuple[int, int]:

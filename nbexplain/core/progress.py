@@ -23,6 +23,13 @@ class ProgressBar:
             self.bar.update(state.step - self.bar.n)
             self.bar.set_postfix(p=f"{state.prob:.3f}", area=f"{state.area:.1%}", refresh=False)
 
+    def on_necessary_step(self, state) -> None:
+        """The necessary evidence's steps, after the sufficient mask's: said in the bar's description."""
+        if self.bar is not None:
+            self.bar.set_description(f"{self._desc}: necessary evidence, step {state.step - self.bar.n}",
+                                     refresh=False)
+            self.bar.set_postfix(p=f"{state.prob:.3f}", removed=f"{state.area:.1%}", refresh=True)
+
     def on_phase(self, name: str) -> None:
         """Work after (or between) the steps: the bar says what it is, so nothing runs unannounced."""
         if self.bar is not None:

@@ -113,11 +113,18 @@ def frame_message(
     label_kept: bool,
     mask: Any,
     elapsed: float,
+    half: str = "sufficient",
+    changes_decision: bool = False,
 ) -> tuple[dict, list[bytes]]:
-    """Build one live frame: (JSON content, [mask uint8 bytes])."""
+    """Build one live frame: (JSON content, [mask uint8 bytes]).
+
+    ``half`` says which mask trains. The sufficient half's frames (``mask``: the kept pixels) are of type
+    "frame"; the necessary half's (``mask``: the removed cells) are of type "necessary", so a front end
+    that does not know them ignores them, and they carry ``changes_decision``: whether removing those
+    cells changes the decision under every fill."""
     data, shape = mask_to_uint8(mask)
     content = {
-        "type": "frame",
+        "type": "necessary" if half == "necessary" else "frame",
         "step": int(step),
         "total": int(total),
         "losses": {str(k): json_number(v) for k, v in losses.items()},
@@ -128,6 +135,8 @@ def frame_message(
         "dtype": "uint8",
         "elapsed": json_number(elapsed),
     }
+    if half == "necessary":
+        content["changes_decision"] = bool(changes_decision)
     return content, [data]
 
 

@@ -17,7 +17,6 @@ import anywidget
 import numpy as np
 import traitlets
 
-from ..explanation import EMPTY_NOTE
 from ._channels import ChannelLookupError, ChannelSource, SourceRegistry
 from ._serialize import (
     downsample_history,
@@ -29,6 +28,9 @@ from ._serialize import (
     masked_image,
     to_numpy,
 )
+from ._necessary import necessary_state
+
+NECESSARY_PHASE = "finding the necessary evidence"
 from ._throttle import FrameThrottle
 
 _STATIC = pathlib.Path(__file__).parent / "static"
@@ -86,6 +88,10 @@ class ExplanationWidget(anywidget.AnyWidget):
     mask_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
     explanation = traitlets.Bytes(b"").tag(sync=True)
     explanation_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    #: the necessary evidence (``res.necessary``): the region whose removal changes the decision, and its numbers
+    necessary_mask = traitlets.Bytes(b"").tag(sync=True)
+    necessary_shape = traitlets.List(traitlets.Int(), [0, 0]).tag(sync=True)
+    necessary = traitlets.Dict().tag(sync=True)
     history = traitlets.Dict().tag(sync=True)
     circuit = traitlets.Dict().tag(sync=True)
     circuit_original = traitlets.Dict().tag(sync=True)
@@ -143,6 +149,7 @@ class ExplanationWidget(anywidget.AnyWidget):
                 self.fill_image = fill if shape == self.image_shape else b""
             self.mask, self.mask_shape = b"", [0, 0]
             self.explanation, self.explanation_shape = b"", [0, 0]
+            self.necessary_mask, self.necessary_shape, self.necessary = b"", [0, 0], {}
             self.history, self.circuit, self.circuit_original = {}, {}, {}
             self.note, self.note_details = "", ""
             # p(target | x) is known before the first step: shown from the start.
@@ -151,8 +158,9 @@ class ExplanationWidget(anywidget.AnyWidget):
 
     def on_step(self, state: Any) -> None:
         """One optimisation step: record it; send it as a frame if the throttle allows."""
-        for name, value in _step_values(state).items():
-            self._record.setdefault(name, []).append(value)
+        if getattr(state, "half", "sufficient") == "sufficient":  # the record is the mask's own history
+            for name, value in _step_values(state).items():
+                self._record.setdefault(name, []).append(value)
         # Steps count from 1 in the core loop; on_end flushes the last frame of a
         # run that stops early (or counts from 0).
         is_last = state.total_steps > 0 and state.step >= state.total_steps
@@ -163,9 +171,18 @@ class ExplanationWidget(anywidget.AnyWidget):
         else:
             self._pending = state
 
+    def on_necessary_step(self, state: Any) -> None:
+        """A step of the necessary evidence (after the mask's): the badge says so, the region streams live."""
+        if self.phase != NECESSARY_PHASE:
+            self.on_phase(NECESSARY_PHASE)
+        self.on_step(state)
+
     def on_phase(self, name: str) -> None:
-        """Work after the steps (cut, scoring): the badge says what it is."""
+        """Work after the steps (cut, necessary evidence, scoring): the badge says what it is."""
         self.phase = name
+        # The steps before a phase are over: their last frame shows now, not only at the end.
+        if self._pending is not None and not self._frames_failed:
+            self._send_frame(self._pending)
 
     def on_end(self, info: Mapping[str, Any]) -> None:
         """Training ended: flush the last frame, then settle on the result (or the best mask).
@@ -267,10 +284,12 @@ class ExplanationWidget(anywidget.AnyWidget):
                     "interrupted": interrupted,
                 }
             )
+            self.necessary_mask, self.necessary_shape, self.necessary = necessary_state(result)
             if interrupted:
                 problems.insert(0, "Interrupted: showing the best mask found so far.")
-            if getattr(result, "empty_but_kept", False):
-                problems.insert(0, EMPTY_NOTE + ".")
+            warning = _warning(result)
+            if warning:
+                problems.insert(0, warning + ".")
             self.note = "; ".join(problems)
             self.note_details = "\n\n".join(d for d in details if d)
             self.interrupted = interrupted
@@ -376,6 +395,8 @@ class ExplanationWidget(anywidget.AnyWidget):
             label_kept=getattr(state, "label_kept", True),
             mask=state.mask,
             elapsed=self.clock() - self._started_at,
+            half=getattr(state, "half", "sufficient"),
+            changes_decision=getattr(state, "sufficient", False),
         )
         nbytes = sum(len(b) for b in buffers)
         self.send(content, buffers=buffers)
@@ -422,6 +443,12 @@ def _step_values(state: Any) -> dict[str, float]:
     values["prob"] = json_number(state.prob)
     values["mask_area"] = json_number(state.area)
     return values
+
+
+def _warning(result: Any) -> str | None:
+    """What the result itself says the user must know before trusting its mask (``res.warning()``)."""
+    fn = getattr(result, "warning", None)
+    return fn() if callable(fn) else None
 
 
 def _circuit_problem(err: Exception) -> tuple[str, str]:

@@ -1,9 +1,10 @@
 """The widget in a real browser: JupyterLab on localhost, Debian's chromium driven by Playwright.
 
 Runs tests/ui/widget_demo.ipynb, checks that live frames arrive while the mask
-trains (not only at the end), that the settled widget shows its circuit, that
-clicking a channel node brings its activation maps from the kernel, and keeps
-screenshots in test-artifacts/.
+trains (not only at the end), then the necessary half's, that the settled widget
+shows its circuit and switches between its sufficient and necessary evidence,
+that clicking a channel node brings its activation maps from the kernel, and
+keeps screenshots in test-artifacts/.
 
 Needs /usr/bin/chromium (`apt-get install -y chromium`) and the Playwright
 Python package (no browser download: the system chromium is used); the server and
@@ -31,6 +32,15 @@ CHANNEL_ANSWER_MS = 60_000
 
 
 ROOT_JS = "document.querySelectorAll('.nbx-root')[0]"
+# Keep a canvas's pixels under a name, and the share of pixels that differ between two kept ones.
+SNAPSHOT_JS = "(c, key) => { (window.nbxShots ??= {})[key] = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; }"
+DIFFER_JS = """([a, b]) => {
+    const x = window.nbxShots[a], y = window.nbxShots[b];
+    if (x.length !== y.length) return 1;
+    let n = 0;
+    for (let i = 0; i < x.length; i += 4) n += x[i] !== y[i] || x[i + 1] !== y[i + 1] || x[i + 2] !== y[i + 2];
+    return n / (x.length / 4);
+}"""
 
 
 def test_widget_streams_frames_then_opens_a_channel(lab, page):
@@ -77,6 +87,9 @@ def _check_widget(lab, page):
     # 2. Training ends: the widget settles, then its output gets the static PNG beside the
     #    widget (for GitHub/nbviewer); JupyterLab re-renders that output from synced state.
     live_view = page.evaluate_handle(ROOT_JS)
+    # The necessary half streams its region once its steps start (drawn over the mask's, by default).
+    page.wait_for_function("r => Number(r.dataset.necessaryWhileTraining || 0) >= 1 && r.dataset.half === 'both'",
+                           arg=live_view, timeout=TRAINING_DONE_MS)
     wait_for_static_png(page, 2, TRAINING_DONE_MS)
     page.wait_for_function(
         f"old => {{ const r = {ROOT_JS}; return r && r !== old && r.dataset.status === 'done'; }}",
@@ -87,6 +100,7 @@ def _check_widget(lab, page):
     for role in ("prob-original", "prob-explanation", "area"):
         assert live.locator(f"[data-role={role}]").inner_text() != "\u2014", role
     assert live.locator("[data-role=circuit]").is_visible()
+    line = _check_halves(page, live)
 
     # 3. Click a channel node: its activation maps come back from the kernel.
     nodes = live.locator(".nbx-node.nbx-channel")
@@ -134,6 +148,7 @@ def _check_widget(lab, page):
     assert again.get_attribute("data-frames") is None, "no frames: everything came from state"
     assert again.locator("[data-role=mask]").get_attribute("data-painted") == "true"
     assert again.locator(".nbx-node").count() > 0
+    assert again.locator("[data-role=necessary]").inner_text() == line
     page.screenshot(path=str(ARTIFACTS / "jupyterlab.png"))
 
     # 6. Dark theme: the widget follows JupyterLab's theme variables.
@@ -183,3 +198,32 @@ def _check_widget(lab, page):
 
     widget_errors = [e for e in page.errors if "nbx" in e or "nbexplain" in e or "anywidget" in e]
     assert not widget_errors, widget_errors
+
+
+def _check_halves(page, live) -> str:
+    """The settled widget shows the sufficient mask, the necessary region (red) or both: each view
+    changes the explanation's picture, and the necessary one differs from x just on its region.
+    Returns the necessary line."""
+    assert live.locator("[data-role=halves]").is_visible()
+    line = live.locator("[data-role=necessary]").inner_text()
+    assert line.startswith("necessary: "), line
+    found = not line.startswith("necessary: none")
+    assert live.locator("button[data-half=both]").get_attribute("aria-pressed") == "true", "both halves by default"
+    live.locator("canvas[data-role=image]").evaluate(SNAPSHOT_JS, "input")
+    for half in ("sufficient", "necessary", "both"):
+        live.locator(f"button[data-half={half}]").click()
+        assert live.locator(f"button[data-half={half}]").get_attribute("aria-pressed") == "true"
+        assert live.get_attribute("data-half") == half
+        live.locator("canvas[data-role=explanation]").evaluate(SNAPSHOT_JS, half)
+        if half == "necessary":
+            live.screenshot(path=str(ARTIFACTS / "widget-necessary.png"))
+
+    def differ(a, b):
+        return page.evaluate(DIFFER_JS, [a, b])
+
+    assert differ("sufficient", "necessary") > 0.01, "the necessary view is x, not the explanation"
+    region = differ("input", "necessary")  # red only where the region is
+    assert (0 < region < 0.5) if found else region == 0, (line, region)
+    assert (differ("sufficient", "both") > 0) == found, line
+    assert live.locator("canvas[data-role=mask]").get_attribute("data-painted") == "true"
+    return line

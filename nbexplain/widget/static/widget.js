@@ -137,6 +137,10 @@ function formatStep(step, total) {
   if (!isNumber(step)) return DASH;
   return isNumber(total) && total > 0 ? `${step} / ${total}` : String(step);
 }
+function necessaryLine(frame) {
+  const verdict = frame.changesDecision ? "changes the decision under every fill" : "does not change the decision yet";
+  return `necessary (searching): removing ${formatPercent(frame.area)} ${verdict}`;
+}
 function isNumber(v) {
   return typeof v === "number" && Number.isFinite(v);
 }
@@ -199,6 +203,24 @@ function maskedRgba(rgb, width, height, mask, maskWidth, maskHeight, fill2 = nul
     }
   }
   return out;
+}
+var NECESSARY_RED = [255, 38, 26];
+function tintRgba(rgba, width, height, region, regionWidth, regionHeight, alpha = 0.6, colour = NECESSARY_RED) {
+  if (region.length !== regionWidth * regionHeight) {
+    throw new Error(`expected ${regionWidth * regionHeight} region bytes, got ${region.length}`);
+  }
+  if (rgba.length !== width * height * 4) throw new Error(`expected ${width * height * 4} RGBA bytes, got ${rgba.length}`);
+  const cols = new Int32Array(width);
+  for (let x = 0; x < width; x++) cols[x] = Math.floor(x * regionWidth / width);
+  for (let y = 0; y < height; y++) {
+    const row = Math.floor(y * regionHeight / height) * regionWidth;
+    for (let x = 0; x < width; x++) {
+      if (region[row + cols[x]] < 128) continue;
+      const j = (y * width + x) * 4;
+      for (let c = 0; c < 3; c++) rgba[j + c] = (1 - alpha) * rgba[j + c] + alpha * colour[c];
+    }
+  }
+  return rgba;
 }
 
 // src/channel_panel.js
@@ -712,7 +734,7 @@ relevance to the target ${formatNumber(Number(n.relevance))}` : "");
 
 // src/frame.js
 function decodeFrame(content, buffers) {
-  if (!content || content.type !== "frame") throw new Error("not a frame message");
+  if (content?.type !== "frame" && content?.type !== "necessary") throw new Error("not a frame message");
   if (!buffers || buffers.length < 1) throw new Error("a frame needs its mask buffer");
   if (content.dtype !== void 0 && content.dtype !== "uint8") {
     throw new Error(`unsupported mask dtype ${content.dtype}`);
@@ -729,7 +751,9 @@ function decodeFrame(content, buffers) {
     elapsed: numberOrNull(content.elapsed),
     width,
     height,
-    mask
+    mask,
+    half: content.type === "necessary" ? "necessary" : "sufficient",
+    changesDecision: Boolean(content.changes_decision)
   };
 }
 function decodeChannel(content, buffers) {
@@ -760,6 +784,56 @@ function numberOrNull(value) {
   if (value === null || value === void 0 || value === "") return null;
   const n = Number(value);
   return Number.isFinite(n) ? n : null;
+}
+
+// src/halves.js
+var HALVES = [
+  ["sufficient", "sufficient", "the kept pixels: enough for the model to keep its decision"],
+  ["necessary", "necessary", "in red: the region whose removal changes the decision"],
+  ["both", "both", "the kept pixels, with the necessary region in red on top"]
+];
+function createHalves(handlers) {
+  let half = "both";
+  const buttons = HALVES.map(([key, label, title]) => {
+    const b = h("button", { type: "button", class: "nbx-toggle", "data-half": key, "aria-pressed": "false", title, text: label });
+    b.addEventListener("click", () => {
+      half = key;
+      draw();
+      handlers.onChange(half);
+    });
+    return b;
+  });
+  const line = h("span", { class: "nbx-necessary-line", "data-role": "necessary" });
+  const el = h(
+    "div",
+    { class: "nbx-halves", hidden: true, "data-role": "halves" },
+    h("div", { class: "nbx-segmented", role: "group", "aria-label": "evidence shown" }, ...buttons),
+    line
+  );
+  function draw() {
+    for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.half === half));
+    el.dataset.half = half;
+  }
+  draw();
+  return {
+    el,
+    /** @returns {Half} */
+    get half() {
+      return half;
+    },
+    /**
+     * Show the control with this line, or hide it (no necessary half yet, or none at all).
+     * @param {string | null} text
+     * @param {boolean} [found] whether a region was found (the line is muted when not)
+     * @param {string} [details] the full numbers, shown on hover
+     */
+    setLine(text, found = true, details = "") {
+      el.hidden = text === null;
+      line.textContent = text ?? "";
+      line.dataset.found = String(found);
+      line.title = details ?? "";
+    }
+  };
 }
 
 // src/losses.js
@@ -918,12 +992,19 @@ function createLossPlot(_series) {
 // src/view.js
 var SETTLED = /* @__PURE__ */ new Set(["done", "interrupted"]);
 var CHANNEL_TIMEOUT_MS = 15e3;
+var CAPTIONS = {
+  sufficient: ["Mask", "Explanation"],
+  necessary: ["Necessary region", "x, necessary in red"],
+  both: ["Mask, necessary in red", "Explanation, necessary in red"]
+};
 function render({ model, el }) {
   const started = performance.now();
   let series = new LossSeries();
   let lastFrame = null;
+  let lastNecessary = null;
   let frames = 0;
   let framesWhileTraining = 0;
+  let necessaryWhileTraining = 0;
   let requestId = 0;
   let channelTimer;
   const statusBadge = h("span", { class: "nbx-badge", "data-role": "status" });
@@ -956,7 +1037,9 @@ function render({ model, el }) {
       h("canvas", { "data-role": "explanation" })
     )
   };
-  const picture = (canvas, caption) => h("figure", { class: "nbx-panel nbx-picture" }, canvas, h("figcaption", { text: caption }));
+  const captions = { mask: h("figcaption", { text: "Mask" }), explanation: h("figcaption", { text: "Explanation" }) };
+  const picture = (canvas, caption) => h("figure", { class: "nbx-panel nbx-picture" }, canvas, typeof caption === "string" ? h("figcaption", { text: caption }) : caption);
+  const halves = createHalves({ onChange: () => drawPictures() });
   const plot = createLossPlot();
   const panel = createChannelPanel({
     onNavigate: (id) => circuit.choose(id),
@@ -979,51 +1062,71 @@ function render({ model, el }) {
     progress,
     h("div", { class: "nbx-stats" }, ...Object.values(stats).map((x) => x.card)),
     note,
+    halves.el,
     h(
       "div",
       { class: "nbx-row" },
       picture(canvases.image, "Input x"),
-      picture(canvases.mask, "Mask"),
-      picture(canvases.explanation, "Explanation"),
+      picture(canvases.mask, captions.mask),
+      picture(canvases.explanation, captions.explanation),
       plot.el
     ),
     circuitSection
   );
   el.replaceChildren(root);
-  function image() {
-    const [height, width] = model.get("image_shape") ?? [0, 0];
-    const bytes = toBytes(model.get("image"));
-    return bytes.length === width * height * 3 && width > 0 ? { bytes, width, height } : null;
+  const settled = () => SETTLED.has(model.get("status"));
+  function synced(name, shape, channels) {
+    const [height, width] = model.get(shape) ?? [0, 0];
+    const bytes = toBytes(model.get(name));
+    return bytes.length === width * height * channels && width > 0 ? { bytes, width, height } : null;
   }
+  const image = () => synced("image", "image_shape", 3);
+  const live = (f) => f && !settled() ? { bytes: f.mask, width: f.width, height: f.height } : null;
+  const sufficientMask = () => live(lastFrame) ?? synced("mask", "mask_shape", 1);
+  const necessaryRegion = () => live(lastNecessary) ?? synced("necessary_mask", "necessary_shape", 1);
   function drawImage() {
     const img = image();
     if (img) paint(canvases.image, rgbToRgba(img.bytes, img.width, img.height), img.width, img.height);
   }
-  function drawMask(mask, width, height) {
-    if (!width || !height) return;
-    paint(canvases.mask, mapToRgba(mask), width, height);
+  function explanationRgba(mask) {
+    const expl = settled() ? synced("explanation", "explanation_shape", 3) : null;
+    if (expl) return { rgba: rgbToRgba(expl.bytes, expl.width, expl.height), width: expl.width, height: expl.height };
     const img = image();
-    if (img) {
-      const fill2 = toBytes(model.get("fill_image"));
-      const rgba = maskedRgba(
-        img.bytes,
-        img.width,
-        img.height,
-        mask,
-        width,
-        height,
-        fill2.length === img.bytes.length ? fill2 : null
-      );
-      paint(canvases.explanation, rgba, img.width, img.height);
-    }
+    if (!img || !mask) return null;
+    const fill2 = toBytes(model.get("fill_image"));
+    const rgba = maskedRgba(
+      img.bytes,
+      img.width,
+      img.height,
+      mask.bytes,
+      mask.width,
+      mask.height,
+      fill2.length === img.bytes.length ? fill2 : null
+    );
+    return { rgba, width: img.width, height: img.height };
   }
-  function drawSettledPictures() {
-    const [mh, mw] = model.get("mask_shape") ?? [0, 0];
-    const mask = toBytes(model.get("mask"));
-    if (mask.length === mh * mw && mw > 0) drawMask(mask, mw, mh);
-    const [eh, ew] = model.get("explanation_shape") ?? [0, 0];
-    const expl = toBytes(model.get("explanation"));
-    if (expl.length === eh * ew * 3 && ew > 0) paint(canvases.explanation, rgbToRgba(expl, ew, eh), ew, eh);
+  function drawPictures() {
+    const mask = sufficientMask();
+    const region = necessaryRegion();
+    const half = region ? halves.half : "sufficient";
+    root.dataset.half = half;
+    [captions.mask.textContent, captions.explanation.textContent] = CAPTIONS[half];
+    const tint = (rgba, width, height, alpha) => region && half !== "sufficient" ? tintRgba(rgba, width, height, region.bytes, region.width, region.height, alpha) : rgba;
+    if (half === "necessary" && region) {
+      const black = mapToRgba(new Uint8Array(region.bytes.length));
+      paint(canvases.mask, tint(black, region.width, region.height, 1), region.width, region.height);
+    } else if (mask) {
+      paint(canvases.mask, tint(mapToRgba(mask.bytes), mask.width, mask.height, 0.85), mask.width, mask.height);
+    }
+    const img = image();
+    const base = half === "necessary" && img ? { rgba: rgbToRgba(img.bytes, img.width, img.height), width: img.width, height: img.height } : explanationRgba(mask);
+    if (base) paint(canvases.explanation, tint(base.rgba, base.width, base.height, 0.6), base.width, base.height);
+  }
+  function drawNecessary() {
+    const nec = model.get("necessary") ?? {};
+    if (!settled() && lastNecessary) halves.setLine(necessaryLine(lastNecessary), lastNecessary.changesDecision);
+    else if (settled() && nec.text) halves.setLine(String(nec.text), nec.found !== false, nec.details);
+    else halves.setLine(null);
   }
   function drawHeader() {
     const status = model.get("status") ?? "idle";
@@ -1047,14 +1150,17 @@ function render({ model, el }) {
     setProgress(1);
   }
   function drawFrame(f) {
-    drawMask(f.mask, f.width, f.height);
     stats.step.value.textContent = formatStep(f.step, f.total);
-    stats.probE.value.textContent = formatProb(f.prob);
-    stats.probE.value.dataset.kept = f.labelKept ? "true" : "false";
-    stats.area.value.textContent = formatPercent(f.area);
     stats.time.value.textContent = formatSeconds(f.elapsed);
     setProgress(f.total > 0 ? f.step / f.total : 0);
-    plot.update(series, f.total);
+    if (f.half === "sufficient") {
+      stats.probE.value.textContent = formatProb(f.prob);
+      stats.probE.value.dataset.kept = f.labelKept ? "true" : "false";
+      stats.area.value.textContent = formatPercent(f.area);
+      plot.update(series, f.total);
+    }
+    drawNecessary();
+    drawPictures();
   }
   function setProgress(share) {
     const bar = (
@@ -1074,7 +1180,8 @@ function render({ model, el }) {
     drawHeader();
     drawNote();
     drawImage();
-    drawSettledPictures();
+    drawNecessary();
+    drawPictures();
     drawSummary();
     series = LossSeries.fromHistory(model.get("history") ?? {});
     plot.update(series);
@@ -1092,7 +1199,9 @@ function render({ model, el }) {
     panel.hide();
     stats.probX.value.textContent = formatProb((model.get("summary") ?? {}).prob_original);
     stats.robustness.value.textContent = "\u2014";
+    drawNecessary();
     if (lastFrame) drawFrame(lastFrame);
+    if (lastNecessary) drawFrame(lastNecessary);
   }
   function drawAll() {
     if (SETTLED.has(model.get("status"))) drawSettled();
@@ -1109,16 +1218,25 @@ function render({ model, el }) {
   }
   function onMessage(content, buffers) {
     try {
-      if (content?.type === "frame") {
+      if (content?.type === "frame" || content?.type === "necessary") {
         const f = decodeFrame(content, buffers);
-        if (lastFrame && f.step < lastFrame.step) series = new LossSeries();
-        lastFrame = f;
-        series.push(f.step, f.losses);
-        frames += 1;
         const training = model.get("status") === "training";
+        if (f.half === "necessary") {
+          lastNecessary = f;
+          if (training) necessaryWhileTraining += 1;
+        } else {
+          if (lastFrame && f.step < lastFrame.step) {
+            series = new LossSeries();
+            lastNecessary = null;
+          }
+          lastFrame = f;
+          series.push(f.step, f.losses);
+        }
+        frames += 1;
         if (training) framesWhileTraining += 1;
         root.dataset.frames = String(frames);
         root.dataset.framesWhileTraining = String(framesWhileTraining);
+        root.dataset.necessaryWhileTraining = String(necessaryWhileTraining);
         root.dataset.lastStep = String(f.step);
         root.dataset.lastFrameMs = String(Math.round(performance.now() - started));
         root.dataset.firstFrameMs ??= root.dataset.lastFrameMs;
@@ -1140,7 +1258,7 @@ function render({ model, el }) {
   const onStatus = () => {
     if (model.get("status") === "training") {
       series = new LossSeries();
-      lastFrame = null;
+      lastFrame = lastNecessary = null;
     }
     drawAll();
   };
@@ -1150,6 +1268,7 @@ function render({ model, el }) {
       ["msg:custom", onMessage],
       ["change:status", onStatus],
       ["change:image", drawImage],
+      ["change:necessary", drawNecessary],
       ["change:note", drawNote],
       ["change:note_details", drawNote],
       ["change:target_name", drawHeader],
