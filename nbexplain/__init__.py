@@ -9,4 +9,4 @@ from .explainer import Explainer
 from .explanation import Explanation
 
 __all__ = ["audit", "Audit", "Explainer", "Explanation", "ExplainConfig", "AmortizedExplainer", "compare", "Comparison", "Attribution"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -312,8 +312,9 @@ class AmortizedExplainer(Explainer):
         if self.generator is None:
             raise RuntimeError("this AmortizedExplainer is not trained: call fit(images) or load a saved one first")
         cfg = resolve_config(config) if config is not None else self.config
-        # No steps to wait for, so no robustness draws unless asked: they would dominate the time.
-        cfg = cfg.replace(**{"robustness_draws": 0, **options})
+        # No steps to wait for, so no robustness draws and no necessary evidence unless asked
+        # (necessary=True): they would dominate the time of one pass.
+        cfg = cfg.replace(**{"robustness_draws": 0, "necessary": False, **options})
         if refine:
             # refine=k is a budget of k steps: no retry from a fuller mask after them, and no warm-up
             # (that protects a freshly calibrated U-Net; a trained generator starts from a good cut).
