@@ -3,12 +3,14 @@
     python benchmarks/bench_necessary_scenes.py            # 30 cued triangles
     python benchmarks/bench_necessary_scenes.py --n 10
 
-Protocol. Fresh scenes of triangles that carry the corner cue (``make_scenes(shortcut="all")``; the same scenes with ``shortcut="absent"`` are the triangles without it). A
+Protocol. Fresh scenes of triangles that carry the corner cue (``make_scenes(shortcut="all")``; the
+same scenes with ``shortcut="absent"`` are the triangles without it). A
 triangle is *cue-decided* when the model calls it a triangle with the cue and not without it (the same
 scene with the cue painted over, ``shortcut_report``'s test per image). Each is explained with the
 default preset; per image: whether a necessary region was found, its area, the share of its pixels on
-the cue (the cue's cells: the cue's pixels grown by one necessary cell, since the region is made of
-cells) and on the triangle; beside it the sufficient mask's share on the cue.
+the cue (``on_cue``: the cue's pixels grown by one necessary cell, since the region is made of cells;
+``on_cue_pixels``: the cue's own pixels), the share of the cue it removes, and its share on the
+triangle; beside it the sufficient mask's share on the cue (grown the same way).
 """
 
 from __future__ import annotations
@@ -54,13 +56,15 @@ def main(argv=None) -> int:
         rows.append({
             "found": nec.found, "area": nec.area,
             "on_cue": float((nec.mask.bool() & cue_cells).sum() / nec.mask.sum()) if nec.found else None,
+            "on_cue_pixels": float((nec.mask.bool() & cue).sum() / nec.mask.sum()) if nec.found else None,
+            "cue_removed": float((nec.mask.bool() & cue).sum() / cue.sum()) if nec.found else None,
             "on_shape": float((nec.mask.bool() & shape).sum() / nec.mask.sum()) if nec.found else None,
             "sufficient_on_cue": float((kept & cue_cells).sum() / kept.sum()) if kept.any() else None,
         })
     found = [r for r in rows if r["found"]]
     print(f"{len(rows)} cue-decided triangles of {args.n}; necessary region found on {len(found)}\n")
     print("| measure | median | mean | images >= 0.9 |\n|---|---|---|---|")
-    for key in ("on_cue", "on_shape", "sufficient_on_cue"):
+    for key in ("on_cue", "on_cue_pixels", "cue_removed", "on_shape", "sufficient_on_cue"):
         vals = [r[key] for r in rows if r[key] is not None]
         if vals:
             print(f"| {key} | {statistics.median(vals):.2f} | {statistics.mean(vals):.2f} | "

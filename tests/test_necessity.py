@@ -84,7 +84,7 @@ def test_a_named_foil_asks_why_not_that_class(corner_image):
     res = explain(model, corner_image, foil=1)
     nec = res.necessary
     assert nec.contrastive and nec.foils == (1,) and nec.found and nec.turns_into == 1
-    assert "rather than 'class 1'" in res.summary()
+    assert "makes 'class 1' overtake 'class 0'" in res.summary()
     with pytest.raises(ValueError, match="another class than the target"):
         explain(model, corner_image, foil=0)
     with pytest.raises(ValueError, match="necessary=False"):

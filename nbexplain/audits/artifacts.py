@@ -60,6 +60,9 @@ class Artifact:
 
     def __repr__(self) -> str:
         top = ", ".join(f"{k} ({v})" for k, v in list(self.classes.items())[:3])
+        if self.area == 0:
+            return (f"<Artifact {self.index}: {self.size} images of {len(self.classes)} classes ({top}): no place is "
+                    f"in half of their necessary regions, so nothing shared to test>")
         return (f"<Artifact {self.index}: {self.size} images of {len(self.classes)} classes ({top}), suspicion "
                 f"{self.suspicion:.2f} (removal {self.removal:.0%} vs {self.removal_elsewhere:.0%} elsewhere, "
                 f"paste {self.paste:.0%} vs {self.paste_moved:.0%} moved)>")

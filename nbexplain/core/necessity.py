@@ -67,11 +67,14 @@ class Necessary:
         """One line for the summary; ``name(k)`` gives a class's name."""
         if not self.found:
             return f"necessary evidence: none. {self.note}"
-        rather = f" rather than {name(self.foils[0])!r}" if self.contrastive else ""
-        return (f"necessary evidence{rather}: removing {self.area:.1%} of the pixels turns it into "
-                f"{name(self.turns_into)!r} under every fill (p({name(self.target)}) {self.prob_before:.3f} -> "
-                f"{self.prob_after:.3f}; p({name(self.turns_into)}) {self.prob_turns_into_before:.3f} -> "
-                f"{self.prob_turns_into_after:.3f})")
+        if self.contrastive:
+            change = f"makes {name(self.foils[0])!r} overtake {name(self.target)!r} under every fill"
+        else:
+            change = (f"turns it into {name(self.turns_into)!r} (into one of its next {len(self.foils)} classes "
+                      "under every fill)")
+        return (f"necessary evidence: removing {self.area:.1%} of the pixels {change}; p({name(self.target)}) "
+                f"{self.prob_before:.3f} -> {self.prob_after:.3f}, p({name(self.turns_into)}) "
+                f"{self.prob_turns_into_before:.3f} -> {self.prob_turns_into_after:.3f}")
 
 
 def default_foils(logits_x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
