@@ -33,7 +33,7 @@ def explanation_figure(res, show_losses: bool = True):
             title = (f"necessary: removing {necessary.area:.1%}\nturns it into {res.class_name(necessary.turns_into)!r} "
                      f"(p {necessary.prob_turns_into_after:.2f})")
         else:
-            title = f"necessary: no region up to {necessary.max_area:.0%}\nchanges the decision"
+            title = "necessary: none found\n(res.necessary.note says why)"
         axes[3].set_title(title, fontsize=9)
     for ax in axes[:3 + (necessary is not None)]:
         ax.set_xticks([])

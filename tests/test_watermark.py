@@ -23,8 +23,10 @@ def test_views_strokes_and_the_published_transform():
     rows = strokes.any(1).nonzero()[:, 0]
     assert 0.35 * 224 <= int(rows.min()) and int(rows.max()) <= 0.7 * 224  # the text sits at 40 % of the height
     marked = add_watermark(views[0][1])
-    changed = (marked - views[0][1]).abs().sum(0) > 1e-3
-    assert float((changed & ~near).sum()) == 0  # the transform only touches pixels on its strokes
+    # The transform goes through 8-bit pixels (up to half a level per channel everywhere); beyond that it only
+    # touches pixels on its strokes.
+    changed = (marked - views[0][1]).abs().amax(0) > 1.5 / 255
+    assert changed.any() and float((changed & ~near).sum()) == 0
     with pytest.raises(ValueError, match="square"):
         add_watermark(torch.zeros(3, 10, 20))
 
