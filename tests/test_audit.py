@@ -5,6 +5,7 @@ machinery, not the quality of the masks."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import re
-
 import pytest
 import torch
 from PIL import Image
