@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ class Comparison:
     explanation: object | None = None
     labels: list | None = None
     normalization: object | None = None
+    #: method -> {"area", "decision_changed", "prob_after"}: each method's top pixels *removed*, at the area
+    #: of the explanation's necessary region (nbexplain: that region itself); empty when none was found
+    necessary: dict = field(default_factory=dict)
 
     @property
     def methods(self) -> list[str]:
@@ -84,6 +87,17 @@ class Comparison:
         widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
         lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
                  for r in [head] + rows]
+        return "\n".join(lines)
+
+    def necessary_table(self) -> str:
+        """Each method's top pixels removed at the necessary region's area: does the decision change under the
+        explanation's fill and the mean colour, and what is p(target) after (the worse of the two)?"""
+        if not self.necessary:
+            return "no necessary region: nothing to compare at its area"
+        lines = ["method  decision changed  p(target) after  (removed: top pixels at {:.1%})".format(
+            next(iter(self.necessary.values()))["area"])]
+        for m, row in self.necessary.items():
+            lines.append(f"{m}  {'yes' if row['decision_changed'] else 'no'}  {row['prob_after']:.3f}")
         return "\n".join(lines)
 
     def to_frame(self):
@@ -166,7 +180,10 @@ class Comparison:
         )
 
     def __repr__(self) -> str:
-        return f"<Comparison of {', '.join(self.methods)} for {self.target_name!r} (masks at {self.area:.1%})>\n{self.table()}"
+        text = f"<Comparison of {', '.join(self.methods)} for {self.target_name!r} (masks at {self.area:.1%})>\n{self.table()}"
+        if self.necessary:
+            text += f"\n\nRemoved instead of kept, at the necessary region's area:\n{self.necessary_table()}"
+        return text
 
 
 def compare(
@@ -232,10 +249,33 @@ def compare(
     result = Comparison(
         input=x[0].detach().cpu(), target=target, attributions=attributions, scores=scores, area=float(area),
         fill=fill_tensor, prob=prob, gt_mask=gt, explanation=res, labels=labels, normalization=normalization,
+        necessary=_removal_scores(model, x, attributions, res, fill_tensor, normalization, target),
     )
     if save is not None:
         result.save(save)
     return result
+
+
+def _removal_scores(model, x, attributions, res, fill, normalization, target) -> dict:
+    """The deletion test that fits necessary evidence: remove each method's top pixels at the necessary
+    region's area (nbexplain's: the region) under the fill and the mean colour; the decision changed when the
+    target is the top class under neither."""
+    nec = getattr(res, "necessary", None)
+    if nec is None or not nec.found:
+        return {}
+    from .core.fills import make_fill
+
+    fills = [fill.expand_as(x), make_fill(x, "mean", normalization)]
+    out = {}
+    for name, a in attributions.items():
+        region = nec.mask if name == "nbexplain" else a.as_mask(nec.area)
+        m = region.to(x.dtype).to(x.device)[None, None]
+        with torch.no_grad():
+            probs = class_probabilities(model, torch.cat([(1 - m) * x + m * f for f in fills]))
+        out[name] = {"area": float(region.float().mean()),
+                     "decision_changed": bool((probs.argmax(1) != target).all()),
+                     "prob_after": float(probs[:, target].max())}
+    return out
 
 
 def _fill(x, fill, res, normalization) -> torch.Tensor:

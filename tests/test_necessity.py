@@ -123,3 +123,19 @@ def test_necessary_settings_are_validated():
         ExplainConfig(necessary_max_area=0)
     with pytest.raises(ValueError, match="necessary_cells"):
         ExplainConfig(necessary_cells=0)
+
+
+def test_compare_removes_each_methods_top_pixels_at_the_necessary_area(corner_image):
+    from nbexplain import compare
+
+    model = CornerNet().eval()
+    cmp = compare(model, corner_image, methods=["nbexplain", "occlusion"], **fast_options())
+    nec = cmp.explanation.necessary
+    assert nec.found and set(cmp.necessary) == {"nbexplain", "occlusion"}
+    assert cmp.necessary["nbexplain"]["decision_changed"] is True
+    assert cmp.necessary["nbexplain"]["area"] == pytest.approx(nec.area)
+    assert cmp.necessary["occlusion"]["area"] == pytest.approx(nec.area, abs=2 / 32**2)
+    assert "at the necessary region's area" in repr(cmp)
+    # Without a necessary region there is nothing to compare at its area.
+    plain = compare(model, corner_image, methods=["nbexplain"], necessary=False, **fast_options())
+    assert plain.necessary == {} and "necessary" not in repr(plain)
