@@ -275,12 +275,9 @@ class Explainer:
         names = [[f.name] + [check_kind(k).name for k in cfg.check_fills] for f in fills]
 
         def logits_of(images, keep_graph=False):
-            # Clones: some models edit their input in place.
-            if keep_graph:
-                out = _logits(net(images.clone()))
-            else:
-                with torch.no_grad():
-                    out = in_chunks(lambda b: _logits(net(b.clone())), images)
+            if not keep_graph:
+                return _logits_alone(net, taps, images)
+            out = _logits(net(images.clone()))  # a clone: some models edit their input in place
             taps.reset()
             return out
 
