@@ -178,27 +178,39 @@ def make_scenes(
 ) -> Scenes:
     """Generate ``n`` scenes, each deciding object drawn on a cluttered background.
 
-    Args:
-        n: number of images.
-        seed: everything is a pure function of ``seed`` (and the other options);
-            the first ``m`` scenes of a call equal those of a shorter call.
-        size: image side in pixels.
-        shortcut: where the planted cue (small checker, top-left) is painted.
-            ``False``/``"absent"``: nowhere. ``True``/``"train"``: on a ``cue_rate``
-            share of the ``cue_class`` images only (the training distribution of
-            the ``shortcut`` zoo model). ``"swap"``: on every image *not* of
-            ``cue_class`` and never on it. ``"all"``: on every image. Labels,
-            objects and backgrounds do not depend on this option, so the same
-            seed gives the same scenes with and without the cue.
-        instances: 1, 2 or 3 non-overlapping objects of the same class per image.
-        cue_rate: share of ``cue_class`` images that carry the cue in ``"train"``.
-        cue_class: the class the cue goes with.
-        classes: restrict labels to these classes (indices or names); uniform.
-        background: ``"clutter"`` (textured, with distractors and noise) or
-            ``"plain"`` (flat grey, nothing else).
+    Parameters
+    ----------
+    n
+        number of images.
+    seed
+        everything is a pure function of ``seed`` (and the other options);
+        the first ``m`` scenes of a call equal those of a shorter call.
+    size
+        image side in pixels.
+    shortcut
+        where the planted cue (small checker, top-left) is painted.
+        ``False``/``"absent"``: nowhere. ``True``/``"train"``: on a ``cue_rate``
+        share of the ``cue_class`` images only (the training distribution of
+        the ``shortcut`` zoo model). ``"swap"``: on every image *not* of
+        ``cue_class`` and never on it. ``"all"``: on every image. Labels,
+        objects and backgrounds do not depend on this option, so the same
+        seed gives the same scenes with and without the cue.
+    instances
+        1, 2 or 3 non-overlapping objects of the same class per image.
+    cue_rate
+        share of ``cue_class`` images that carry the cue in ``"train"``.
+    cue_class
+        the class the cue goes with.
+    classes
+        restrict labels to these classes (indices or names); uniform.
+    background
+        ``"clutter"`` (textured, with distractors and noise) or
+        ``"plain"`` (flat grey, nothing else).
 
-    Returns:
-        Scenes; ``images`` float32 [n, 3, size, size] in [0, 1] (about 0.2 MB
+    Returns
+    -------
+    Scenes
+        ``images`` float32 [n, 3, size, size] in [0, 1] (about 0.2 MB
         per image at 128 px, so generate large sets in pieces).
     """
     if n < 0:
