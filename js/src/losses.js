@@ -1,35 +1,42 @@
-// Loss curves: collect per-step values, thin them, and scale each term to [0, 1].
+// Training curves: collect per-step values, thin them, and place them on honest axes
+// (a fixed 0..1 axis for the area and p(target), a log axis for the losses; nothing is
+// rescaled to its own range).
 
-/** History keys that are measurements, not loss terms (not plotted as losses). */
+/** History keys that are measurements, not loss terms: area kept and p(target | explanation). */
 export const NOT_LOSSES = new Set(["prob", "mask_area"]);
 
-/** Collects loss values per term as frames arrive, keeping at most `maxPoints`. */
+/** Most decades a log axis spans below its largest value (smaller values run off its bottom). */
+export const LOG_DECADES = 6;
+
+/** Collects loss values per term, and the measurements, as frames arrive, keeping at most `maxPoints`. */
 export class LossSeries {
   /** @param {number} maxPoints */
   constructor(maxPoints = 600) {
     this.maxPoints = Math.max(4, maxPoints);
     /** @type {number[]} */
     this.steps = [];
-    /** @type {Map<string, (number | null)[]>} */
+    /** @type {Map<string, (number | null)[]>} loss terms (and "total") */
     this.values = new Map();
+    /** @type {Map<string, (number | null)[]>} measurements ("prob", "mask_area") */
+    this.measures = new Map();
   }
 
   /**
-   * Append one step's losses (a term seen for the first time is padded with nulls).
+   * Append one step's values (a name seen for the first time is padded with nulls).
+   * Loss terms go to `values`, the measurements of NOT_LOSSES to `measures`.
    * @param {number} step
-   * @param {Record<string, number | null | undefined>} losses
+   * @param {Record<string, number | null | undefined>} row
    */
-  push(step, losses) {
+  push(step, row) {
     const n = this.steps.length;
     if (n > 0 && step <= this.steps[n - 1]) return; // duplicates or out of order
     this.steps.push(step);
-    for (const [name, value] of Object.entries(losses)) {
-      if (NOT_LOSSES.has(name)) continue;
-      if (!this.values.has(name)) this.values.set(name, new Array(n).fill(null));
+    for (const name of Object.keys(row)) {
+      const into = NOT_LOSSES.has(name) ? this.measures : this.values;
+      if (!into.has(name)) into.set(name, new Array(n).fill(null));
     }
-    for (const [name, series] of this.values) {
-      const v = losses[name];
-      series.push(typeof v === "number" && Number.isFinite(v) ? v : null);
+    for (const into of [this.values, this.measures]) {
+      for (const [name, series] of into) series.push(finiteOrNull(row[name]));
     }
     if (this.steps.length > this.maxPoints) this.#thin();
   }
@@ -39,20 +46,32 @@ export class LossSeries {
     const keep = (/** @type {number} */ i, /** @type {number} */ n) => i % 2 === 0 || i === n - 1;
     const n = this.steps.length;
     this.steps = this.steps.filter((_, i) => keep(i, n));
-    for (const [name, series] of this.values) this.values.set(name, series.filter((_, i) => keep(i, n)));
+    for (const into of [this.values, this.measures]) {
+      for (const [name, series] of into) into.set(name, series.filter((_, i) => keep(i, n)));
+    }
   }
 
-  /** @returns {string[]} */
+  /** @returns {string[]} the loss terms, in the order first seen */
   terms() {
     return [...this.values.keys()];
+  }
+
+  /**
+   * A measurement per step ("prob" or "mask_area"); all nulls when never sent.
+   * @param {string} name
+   * @returns {(number | null)[]}
+   */
+  measure(name) {
+    return this.measures.get(name) ?? this.steps.map(() => null);
   }
 
   /**
    * Build from the synced `history` trait: {"steps": [...], "terms": {name: [...]}}.
    * @param {{steps?: number[], terms?: Record<string, (number | null)[]>}} history
    * @param {number} maxPoints
+   * @param {number} firstStep the step of the history's index 0 (the trait counts from 0, frames from 1)
    */
-  static fromHistory(history, maxPoints = 600) {
+  static fromHistory(history, maxPoints = 600, firstStep = 0) {
     const series = new LossSeries(maxPoints);
     const steps = history?.steps ?? [];
     const terms = history?.terms ?? {};
@@ -60,37 +79,97 @@ export class LossSeries {
       /** @type {Record<string, number | null>} */
       const row = {};
       for (const [name, values] of Object.entries(terms)) row[name] = values[i] ?? null;
-      series.push(step, row);
+      series.push(step + firstStep, row);
     });
     return series;
   }
 }
 
 /**
- * Scale values to [0, 1] by their own min and max (nulls stay null).
- * A constant series maps to 0 so it lies flat along the bottom.
+ * Values on a fixed axis [lo, hi] as positions in [0, 1] (0 = lo); values outside lie outside
+ * [0, 1] (the plot clips them), nulls stay null.
  * @param {(number | null)[]} values
+ * @param {number} lo
+ * @param {number} hi
  * @returns {(number | null)[]}
  */
-export function normalise(values) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of values) {
-    if (v === null || !Number.isFinite(v)) continue;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  const span = hi - lo;
-  return values.map((v) => {
-    if (v === null || !Number.isFinite(v)) return null;
-    return span > 0 ? (v - lo) / span : 0;
-  });
+export function linearScale(values, lo = 0, hi = 1) {
+  const span = hi > lo ? hi - lo : 1;
+  return values.map((v) => (isFiniteNumber(v) ? (v - lo) / span : null));
 }
 
 /**
- * SVG polyline point strings for one normalised series; a gap (null) starts a new line.
+ * The decades a log axis spans to show these series: [lo, hi] as powers of ten (integers),
+ * from the largest positive value down to the smallest, at most `decades` below the top.
+ * Null when no value is positive.
+ * @param {(number | null)[][]} seriesList
+ * @param {number} decades
+ * @returns {[number, number] | null}
+ */
+export function logRange(seriesList, decades = LOG_DECADES) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const values of seriesList) {
+    for (const v of values) {
+      if (!isFiniteNumber(v) || v <= 0) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
+  if (hi === -Infinity) return null;
+  const top = Math.ceil(Math.log10(hi) - 1e-9) + 0; // + 0: no -0
+  const bottom = Math.max(Math.floor(Math.log10(lo) + 1e-9), top - decades) + 0;
+  return [Math.min(bottom, top - 1), top];
+}
+
+/**
+ * Values on a log axis spanning the decades [lo, hi] as positions in [0, 1] (0 = 10^lo).
+ * A value <= 0 has no place on a log axis: it becomes null (a gap), and is counted.
+ * @param {(number | null)[]} values
+ * @param {[number, number]} range powers of ten
+ * @returns {{scaled: (number | null)[], nonPositive: number}}
+ */
+export function logScale(values, range) {
+  const [lo, hi] = range;
+  const span = hi > lo ? hi - lo : 1;
+  let nonPositive = 0;
+  const scaled = values.map((v) => {
+    if (!isFiniteNumber(v)) return null;
+    if (v <= 0) {
+      nonPositive += 1;
+      return null;
+    }
+    return (Math.log10(v) - lo) / span;
+  });
+  return { scaled, nonPositive };
+}
+
+/**
+ * Tick labels of a log axis: one per decade, every other one past five decades.
+ * @param {[number, number]} range powers of ten
+ * @returns {{at: number, label: string}[]} `at` in [0, 1] (0 = bottom)
+ */
+export function logTicks(range) {
+  const [lo, hi] = range;
+  const span = hi > lo ? hi - lo : 1;
+  const every = span > 5 ? 2 : 1;
+  /** @type {{at: number, label: string}[]} */
+  const ticks = [];
+  for (let e = hi; e >= lo; e -= every) ticks.push({ at: (e - lo) / span, label: powerLabel(e) });
+  return ticks;
+}
+
+/** @param {number} e a power of ten */
+export function powerLabel(e) {
+  if (e >= 0 && e <= 3) return String(10 ** e);
+  if (e < 0 && e >= -2) return (10 ** e).toFixed(-e);
+  return `1e${e}`;
+}
+
+/**
+ * SVG polyline point strings for one scaled series; a gap (null) starts a new line.
  * @param {number[]} steps
- * @param {(number | null)[]} scaled values in [0, 1]
+ * @param {(number | null)[]} scaled positions, 0 at the bottom and 1 at the top of the box
  * @param {{width: number, height: number, pad?: number, stepMin?: number, stepMax?: number}} box
  * @returns {string[]}
  */
@@ -117,6 +196,16 @@ export function polylines(steps, scaled, box) {
   });
   if (current.length) lines.push(current.join(" "));
   return lines;
+}
+
+/** @param {unknown} v @returns {v is number} */
+function isFiniteNumber(v) {
+  return typeof v === "number" && Number.isFinite(v);
+}
+
+/** @param {unknown} v */
+function finiteOrNull(v) {
+  return isFiniteNumber(v) ? v : null;
 }
 
 /** @param {number} v */

@@ -208,7 +208,7 @@ export function render({ model, el }) {
       stats.probE.value.textContent = formatProb(f.prob);
       stats.probE.value.dataset.kept = f.labelKept ? "true" : "false";
       stats.area.value.textContent = formatPercent(f.area);
-      plot.update(series, f.total);
+      plot.update(series, f.total, { probOriginal: (model.get("summary") ?? {}).prob_original });
     }
     drawNecessary();
     drawPictures();
@@ -236,8 +236,12 @@ export function render({ model, el }) {
     drawNecessary();
     drawPictures();
     drawSummary();
-    series = LossSeries.fromHistory(model.get("history") ?? {});
-    plot.update(series);
+    series = LossSeries.fromHistory(model.get("history") ?? {}, 600, 1); // steps as the frames count them
+    const result = model.get("summary") ?? {};
+    plot.update(series, undefined, {
+      probOriginal: result.prob_original,
+      result: { area: result.area, prob: result.prob_explanation },
+    });
     circuit.setCircuits(
       { explanation: model.get("circuit"), original: model.get("circuit_original") },
       model.get("status") === "interrupted"
@@ -293,7 +297,8 @@ export function render({ model, el }) {
             lastNecessary = null;
           }
           lastFrame = f;
-          series.push(f.step, f.losses);
+          // The loss terms, and what the panel shows first: area kept and p(target | explanation).
+          series.push(f.step, { ...f.losses, prob: f.prob, mask_area: f.area });
         }
         frames += 1;
         if (training) framesWhileTraining += 1;

@@ -838,29 +838,31 @@ function createHalves(handlers) {
 
 // src/losses.js
 var NOT_LOSSES = /* @__PURE__ */ new Set(["prob", "mask_area"]);
+var LOG_DECADES = 6;
 var LossSeries = class _LossSeries {
   /** @param {number} maxPoints */
   constructor(maxPoints = 600) {
     this.maxPoints = Math.max(4, maxPoints);
     this.steps = [];
     this.values = /* @__PURE__ */ new Map();
+    this.measures = /* @__PURE__ */ new Map();
   }
   /**
-   * Append one step's losses (a term seen for the first time is padded with nulls).
+   * Append one step's values (a name seen for the first time is padded with nulls).
+   * Loss terms go to `values`, the measurements of NOT_LOSSES to `measures`.
    * @param {number} step
-   * @param {Record<string, number | null | undefined>} losses
+   * @param {Record<string, number | null | undefined>} row
    */
-  push(step, losses) {
+  push(step, row) {
     const n = this.steps.length;
     if (n > 0 && step <= this.steps[n - 1]) return;
     this.steps.push(step);
-    for (const [name, value] of Object.entries(losses)) {
-      if (NOT_LOSSES.has(name)) continue;
-      if (!this.values.has(name)) this.values.set(name, new Array(n).fill(null));
+    for (const name of Object.keys(row)) {
+      const into = NOT_LOSSES.has(name) ? this.measures : this.values;
+      if (!into.has(name)) into.set(name, new Array(n).fill(null));
     }
-    for (const [name, series] of this.values) {
-      const v = losses[name];
-      series.push(typeof v === "number" && Number.isFinite(v) ? v : null);
+    for (const into of [this.values, this.measures]) {
+      for (const [name, series] of into) series.push(finiteOrNull(row[name]));
     }
     if (this.steps.length > this.maxPoints) this.#thin();
   }
@@ -869,42 +871,85 @@ var LossSeries = class _LossSeries {
     const keep = (i, n2) => i % 2 === 0 || i === n2 - 1;
     const n = this.steps.length;
     this.steps = this.steps.filter((_, i) => keep(i, n));
-    for (const [name, series] of this.values) this.values.set(name, series.filter((_, i) => keep(i, n)));
+    for (const into of [this.values, this.measures]) {
+      for (const [name, series] of into) into.set(name, series.filter((_, i) => keep(i, n)));
+    }
   }
-  /** @returns {string[]} */
+  /** @returns {string[]} the loss terms, in the order first seen */
   terms() {
     return [...this.values.keys()];
+  }
+  /**
+   * A measurement per step ("prob" or "mask_area"); all nulls when never sent.
+   * @param {string} name
+   * @returns {(number | null)[]}
+   */
+  measure(name) {
+    return this.measures.get(name) ?? this.steps.map(() => null);
   }
   /**
    * Build from the synced `history` trait: {"steps": [...], "terms": {name: [...]}}.
    * @param {{steps?: number[], terms?: Record<string, (number | null)[]>}} history
    * @param {number} maxPoints
+   * @param {number} firstStep the step of the history's index 0 (the trait counts from 0, frames from 1)
    */
-  static fromHistory(history, maxPoints = 600) {
+  static fromHistory(history, maxPoints = 600, firstStep = 0) {
     const series = new _LossSeries(maxPoints);
     const steps = history?.steps ?? [];
     const terms = history?.terms ?? {};
     steps.forEach((step, i) => {
       const row = {};
       for (const [name, values] of Object.entries(terms)) row[name] = values[i] ?? null;
-      series.push(step, row);
+      series.push(step + firstStep, row);
     });
     return series;
   }
 };
-function normalise(values) {
+function linearScale(values, lo = 0, hi = 1) {
+  const span = hi > lo ? hi - lo : 1;
+  return values.map((v) => isFiniteNumber(v) ? (v - lo) / span : null);
+}
+function logRange(seriesList, decades = LOG_DECADES) {
   let lo = Infinity;
   let hi = -Infinity;
-  for (const v of values) {
-    if (v === null || !Number.isFinite(v)) continue;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
+  for (const values of seriesList) {
+    for (const v of values) {
+      if (!isFiniteNumber(v) || v <= 0) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
   }
-  const span = hi - lo;
-  return values.map((v) => {
-    if (v === null || !Number.isFinite(v)) return null;
-    return span > 0 ? (v - lo) / span : 0;
+  if (hi === -Infinity) return null;
+  const top = Math.ceil(Math.log10(hi) - 1e-9) + 0;
+  const bottom = Math.max(Math.floor(Math.log10(lo) + 1e-9), top - decades) + 0;
+  return [Math.min(bottom, top - 1), top];
+}
+function logScale(values, range) {
+  const [lo, hi] = range;
+  const span = hi > lo ? hi - lo : 1;
+  let nonPositive = 0;
+  const scaled = values.map((v) => {
+    if (!isFiniteNumber(v)) return null;
+    if (v <= 0) {
+      nonPositive += 1;
+      return null;
+    }
+    return (Math.log10(v) - lo) / span;
   });
+  return { scaled, nonPositive };
+}
+function logTicks(range) {
+  const [lo, hi] = range;
+  const span = hi > lo ? hi - lo : 1;
+  const every = span > 5 ? 2 : 1;
+  const ticks = [];
+  for (let e = hi; e >= lo; e -= every) ticks.push({ at: (e - lo) / span, label: powerLabel(e) });
+  return ticks;
+}
+function powerLabel(e) {
+  if (e >= 0 && e <= 3) return String(10 ** e);
+  if (e < 0 && e >= -2) return (10 ** e).toFixed(-e);
+  return `1e${e}`;
 }
 function polylines(steps, scaled, box) {
   const pad = box.pad ?? 2;
@@ -928,65 +973,176 @@ function polylines(steps, scaled, box) {
   if (current.length) lines.push(current.join(" "));
   return lines;
 }
+function isFiniteNumber(v) {
+  return typeof v === "number" && Number.isFinite(v);
+}
+function finiteOrNull(v) {
+  return isFiniteNumber(v) ? v : null;
+}
 function round2(v) {
   return Math.round(v * 100) / 100;
 }
 
 // src/plot.js
-var WIDTH = 260;
-var HEIGHT = 120;
-function createLossPlot(_series) {
-  const svg = s("svg", {
+var WIDTH = 300;
+var LEFT = 30;
+var RIGHT = 8;
+var TOP = 5;
+var INNER = WIDTH - LEFT - RIGHT;
+var PAD = 1.5;
+var UNIT_HEIGHT = 66;
+var LOG_HEIGHT = 78;
+var X_LABELS = 13;
+function createLossPlot() {
+  const unitSvg = s("svg", {
     class: "nbx-plot",
-    viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
+    "data-role": "plot-unit",
+    viewBox: `0 0 ${WIDTH} ${TOP + UNIT_HEIGHT + 4}`,
     role: "img",
-    "aria-label": "loss terms over training steps"
+    "aria-label": "area kept and p(target | explanation) over training steps, on a 0 to 1 axis"
   });
-  const legend = h("ul", { class: "nbx-legend" });
+  const logSvg = s("svg", {
+    class: "nbx-plot",
+    "data-role": "plot-loss",
+    viewBox: `0 0 ${WIDTH} ${TOP + LOG_HEIGHT + X_LABELS}`,
+    role: "img",
+    "aria-label": "loss over training steps, on a log axis"
+  });
+  const unitLegend = h("ul", { class: "nbx-legend", "data-role": "legend-unit" });
+  const lossLegend = h("ul", { class: "nbx-legend", "data-role": "legend-loss" });
+  const lossNote = h("p", { class: "nbx-plot-note", hidden: true, "data-role": "loss-note" });
   const el = h(
     "figure",
     { class: "nbx-panel nbx-losses" },
-    svg,
-    legend,
-    h("figcaption", { text: "Loss terms (each scaled to its own range)" })
+    h("div", { class: "nbx-plot-title", text: "Area kept and p(target)" }),
+    unitSvg,
+    unitLegend,
+    h("div", { class: "nbx-plot-title", text: "Loss (log scale; terms unweighted)" }),
+    logSvg,
+    lossLegend,
+    lossNote
   );
   const colours = /* @__PURE__ */ new Map();
-  function update(series, total) {
-    const terms = series.terms();
-    for (const name of terms) {
-      if (!colours.has(name)) colours.set(name, CATEGORICAL[colours.size % CATEGORICAL.length]);
+  function update(series, total, extras = {}) {
+    const steps = series.steps;
+    const stepMin = steps[0] ?? 0;
+    const stepMax = total && total > 0 ? Math.max(total, steps[steps.length - 1] ?? 0) : void 0;
+    const box = (height) => ({ width: INNER, height, pad: PAD, stepMin, stepMax });
+    drawUnit(series, box(UNIT_HEIGHT), extras);
+    drawLoss(series, box(LOG_HEIGHT), stepMin, stepMax ?? steps[steps.length - 1] ?? stepMin);
+  }
+  function drawUnit(series, box, extras) {
+    const y = (v) => TOP + PAD + (1 - v) * (UNIT_HEIGHT - 2 * PAD);
+    const grid = [0, 0.5, 1].flatMap((v) => [
+      s("line", { class: v === 0 ? "nbx-axis" : "nbx-grid", x1: LEFT, x2: LEFT + INNER, y1: y(v), y2: y(v) }),
+      s("text", { class: "nbx-tick", x: LEFT - 4, y: y(v) + 3, "text-anchor": "end", text: String(v) })
+    ]);
+    const lines = [];
+    const p0 = extras.probOriginal;
+    if (typeof p0 === "number" && Number.isFinite(p0)) {
+      lines.push(s("line", {
+        class: "nbx-line-prob nbx-reference",
+        "data-series": "prob_original",
+        x1: 0,
+        x2: INNER,
+        y1: y(p0) - TOP,
+        y2: y(p0) - TOP
+      }));
     }
-    const stepMax = total && total > 0 ? total : void 0;
-    const box = { width: WIDTH, height: HEIGHT, pad: 3, stepMin: series.steps[0] ?? 0, stepMax };
-    svg.replaceChildren(
-      s("rect", { class: "nbx-plot-frame", x: 0.5, y: 0.5, width: WIDTH - 1, height: HEIGHT - 1 }),
-      ...terms.flatMap(
-        (name) => polylines(series.steps, normalise(series.values.get(name) ?? []), box).map(
-          (points) => s("polyline", {
-            points,
-            fill: "none",
-            stroke: colours.get(name),
-            "stroke-width": name === "total" ? 2 : 1.2,
-            "data-term": name
-          })
-        )
-      )
+    for (const [name, cls] of [["mask_area", "nbx-line-area"], ["prob", "nbx-line-prob"]]) {
+      for (const points of polylines(series.steps, linearScale(series.measure(name)), box)) {
+        lines.push(s("polyline", { points, class: cls, "data-series": name }));
+      }
+    }
+    const markers = [];
+    const result = extras.result;
+    for (
+      const [key, cls] of
+      /** @type {const} */
+      [["area", "nbx-fill-area"], ["prob", "nbx-fill-prob"]]
+    ) {
+      const v = result?.[key];
+      if (typeof v !== "number" || !Number.isFinite(v)) continue;
+      markers.push(diamond(LEFT + INNER - PAD, y(Math.min(1, Math.max(0, v))), cls, `result-${key}`));
+    }
+    unitSvg.replaceChildren(
+      ...grid,
+      s("svg", { x: LEFT, y: TOP, width: INNER, height: UNIT_HEIGHT, class: "nbx-clip" }, ...lines),
+      ...markers
     );
-    legend.replaceChildren(
+    const items = [
+      legendItem("nbx-swatch-area", "area kept", null),
+      legendItem("nbx-swatch-prob", "p(target | explanation)", null)
+    ];
+    if (typeof p0 === "number" && Number.isFinite(p0)) items.push(legendItem("nbx-swatch-reference", "p(target | x)", null));
+    if (markers.length) items.push(legendItem("nbx-swatch-result", "the result (best mask)", null));
+    unitLegend.replaceChildren(...items);
+  }
+  function drawLoss(series, box, stepMin, stepMax) {
+    const terms = series.terms().sort((a, b) => Number(b === "total") - Number(a === "total"));
+    for (const name of terms) {
+      if (name !== "total" && !colours.has(name)) colours.set(name, CATEGORICAL[colours.size % CATEGORICAL.length]);
+    }
+    const range = logRange(terms.map((name) => series.values.get(name) ?? [])) ?? [-1, 1];
+    const y = (at) => TOP + PAD + (1 - at) * (LOG_HEIGHT - 2 * PAD);
+    const grid = logTicks(range).flatMap(({ at, label }) => [
+      s("line", { class: "nbx-grid", x1: LEFT, x2: LEFT + INNER, y1: y(at), y2: y(at) }),
+      s("text", { class: "nbx-tick", x: LEFT - 4, y: y(at) + 3, "text-anchor": "end", text: label })
+    ]);
+    const bottom = TOP + LOG_HEIGHT;
+    const axis = [
+      s("line", { class: "nbx-axis", x1: LEFT, x2: LEFT + INNER, y1: bottom, y2: bottom }),
+      s("text", { class: "nbx-tick", x: LEFT, y: bottom + 11, "text-anchor": "start", text: `step ${stepMin}` }),
+      s("text", { class: "nbx-tick", x: LEFT + INNER, y: bottom + 11, "text-anchor": "end", text: String(stepMax) })
+    ];
+    const omitted = [];
+    const lines = [];
+    for (const name of [...terms].reverse()) {
+      const { scaled, nonPositive } = logScale(series.values.get(name) ?? [], range);
+      if (nonPositive) omitted.push(name);
+      for (const points of polylines(series.steps, scaled, box)) {
+        lines.push(s("polyline", {
+          points,
+          class: name === "total" ? "nbx-line-total" : "nbx-line-term",
+          stroke: name === "total" ? void 0 : colours.get(name),
+          "data-term": name
+        }));
+      }
+    }
+    logSvg.replaceChildren(
+      ...grid,
+      ...axis,
+      s("svg", { x: LEFT, y: TOP, width: INNER, height: LOG_HEIGHT, class: "nbx-clip" }, ...lines)
+    );
+    lossLegend.replaceChildren(
       ...terms.map((name) => {
         const values = series.values.get(name) ?? [];
-        const last = values[values.length - 1];
-        return h(
-          "li",
-          {},
-          h("span", { class: "nbx-swatch", style: `background:${colours.get(name)}` }),
-          h("span", { class: "nbx-term", text: name }),
-          h("span", { class: "nbx-value", text: formatNumber(last) })
+        const mark = omitted.includes(name) ? " *" : "";
+        return legendItem(
+          name === "total" ? "nbx-swatch-total" : "",
+          `${name}${mark}`,
+          formatNumber(values[values.length - 1]),
+          name === "total" ? void 0 : colours.get(name)
         );
       })
     );
+    lossNote.hidden = omitted.length === 0;
+    lossNote.textContent = omitted.length ? "* \u2264 0 at some steps: no place on a log axis, not drawn there" : "";
   }
   return { el, update };
+}
+function diamond(x, y, cls, role) {
+  const r = 4;
+  return s("path", { d: `M${x} ${y - r}L${x + r} ${y}L${x} ${y + r}L${x - r} ${y}Z`, class: `nbx-marker ${cls}`, "data-role": role });
+}
+function legendItem(swatchClass, name, value, colour) {
+  return h(
+    "li",
+    {},
+    h("span", { class: `nbx-swatch ${swatchClass}`.trim(), style: colour ? `background:${colour}` : void 0 }),
+    h("span", { class: "nbx-term", text: name }),
+    value === null ? null : h("span", { class: "nbx-value", text: value })
+  );
 }
 
 // src/view.js
@@ -1157,7 +1313,7 @@ function render({ model, el }) {
       stats.probE.value.textContent = formatProb(f.prob);
       stats.probE.value.dataset.kept = f.labelKept ? "true" : "false";
       stats.area.value.textContent = formatPercent(f.area);
-      plot.update(series, f.total);
+      plot.update(series, f.total, { probOriginal: (model.get("summary") ?? {}).prob_original });
     }
     drawNecessary();
     drawPictures();
@@ -1183,8 +1339,12 @@ function render({ model, el }) {
     drawNecessary();
     drawPictures();
     drawSummary();
-    series = LossSeries.fromHistory(model.get("history") ?? {});
-    plot.update(series);
+    series = LossSeries.fromHistory(model.get("history") ?? {}, 600, 1);
+    const result = model.get("summary") ?? {};
+    plot.update(series, void 0, {
+      probOriginal: result.prob_original,
+      result: { area: result.area, prob: result.prob_explanation }
+    });
     circuit.setCircuits(
       { explanation: model.get("circuit"), original: model.get("circuit_original") },
       model.get("status") === "interrupted" ? "No circuit: training was interrupted before the result was complete." : "No circuit to show for this result."
@@ -1230,7 +1390,7 @@ function render({ model, el }) {
             lastNecessary = null;
           }
           lastFrame = f;
-          series.push(f.step, f.losses);
+          series.push(f.step, { ...f.losses, prob: f.prob, mask_area: f.area });
         }
         frames += 1;
         if (training) framesWhileTraining += 1;
