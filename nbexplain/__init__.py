@@ -7,7 +7,8 @@ from .compare import Comparison, compare
 from .config import ExplainConfig
 from .explainer import Explainer
 from .explanation import Explanation
+from .persist import load
 from .fingerprint import about, method_fingerprint
 
-__all__ = ["audit", "Audit", "Explainer", "Explanation", "ExplainConfig", "AmortizedExplainer", "compare", "Comparison", "Attribution", "about", "method_fingerprint"]
+__all__ = ["audit", "Audit", "Explainer", "Explanation", "ExplainConfig", "AmortizedExplainer", "compare", "Comparison", "Attribution", "load", "about", "method_fingerprint"]
 __version__ = "0.2.0"

@@ -22,7 +22,7 @@ from torch import nn
 
 from .config import resolve_config
 from .core.fills import make_fill
-from .core.inputs import DefaultPreprocess, Normalization, to_model_input
+from .core.inputs import DefaultPreprocess, Normalization, per_image, split_images, to_model_input
 from .core.masknet import MaskUNet
 from .core.optimize import MaskOptimizer, images_per_pass, total_loss, working_size
 from .core.relevance import relevance_maps, relevance_probes, start_logits
@@ -307,7 +307,8 @@ class AmortizedExplainer(Explainer):
                 callbacks=(), live: bool | None = False, config=None, **options):
         """One generator pass and its smallest sufficient cut (plus ``refine`` per-image steps from it).
 
-        Same-size images of a list go through together, as many as fit one pass. The result's
+        Same-size images of a list (or of a batched tensor ``[B, C, H, W]``) go through together, as
+        many as fit one pass. The result's
         ``sufficient`` says whether a cut kept the label (under the fill and every check fill)."""
         if self.generator is None:
             raise RuntimeError("this AmortizedExplainer is not trained: call fit(images) or load a saved one first")
@@ -320,13 +321,12 @@ class AmortizedExplainer(Explainer):
             # (that protects a freshly calibrated U-Net; a trained generator starts from a good cut).
             cfg = cfg.replace(steps=int(refine), min_steps=min(cfg.min_steps, int(refine)), retry_area=None,
                               warmup=1)
-        many = isinstance(image, (list, tuple))
-        images = list(image) if many else [image]
+        images, many = split_images(image)
+        if not images:
+            raise ValueError("explain() got an empty list of images")
         channels = input_channels(self._network)
         xs = [to_model_input(img, self.preprocess, self.normalization, channels) for img in images]
-        targets = target if isinstance(target, (list, tuple)) else [target] * len(xs)
-        if len(targets) != len(xs):
-            raise ValueError(f"got {len(targets)} targets for {len(xs)} images")
+        targets = per_image(target, len(xs), "target")
         results = [None] * len(xs)
         for shape in dict.fromkeys(tuple(x.shape) for x in xs):
             idx = [i for i, x in enumerate(xs) if tuple(x.shape) == shape]

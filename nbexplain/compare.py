@@ -8,6 +8,7 @@ explanation's by default, so the mask metrics compare like with like.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import torch
 from .attribution import Attribution
 from .baselines import METHODS, run_method
 from .baselines._common import model_batch, resolve_target
+from .baselines.external import resolve_methods, run_external
 from .config import ExplainConfig
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
 from .core.taps import input_channels, unwrap_model
@@ -138,7 +140,8 @@ class Comparison:
             else:
                 top.imshow(image)
                 top.imshow(a.display_map(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-            top.set_title(f"{name}\n{a.seconds:.2g} s", fontsize=9)
+            timing = "precomputed" if a.info.get("precomputed") else f"{a.seconds:.2g} s"
+            top.set_title(f"{name}\n{timing}", fontsize=9)
             bottom.imshow(to_display(self.masked_input(name), self.normalization))
             kept = "label kept" if s.get("label_kept") else "label LOST"
             line = f"{s['area']:.1%} kept, {kept}"
@@ -192,21 +195,28 @@ def compare(
 ) -> Comparison:
     """Explain one image with several methods and score them all on the same target.
 
-    ``methods``: ``"nbexplain"`` and names from :data:`nbexplain.baselines.METHODS`.
+    ``methods``: a list of ``"nbexplain"``, names from :data:`nbexplain.baselines.METHODS` and the
+    methods Captum and pytorch-grad-cam users bring, or a dict ``{name: method}``. A method may be a
+    callable ``fn(model, x, target) -> map``, a Captum attribution object
+    (``IntegratedGradients(model)``, ``LayerGradCam(model, layer)``...), a pytorch-grad-cam CAM
+    object (``GradCAM(model, target_layers=[...])``), or, in the dict form, a precomputed map
+    (tensor or numpy array). Each map is brought to one value per input pixel (Captum's channels
+    summed, then their absolute value; lower resolutions resized bilinearly) and scored like the
+    built-ins, under its name; see :mod:`nbexplain.baselines.external` for the rules.
     ``gt_mask`` ([H, W], at the model-input size) adds localisation scores.
     ``target``: default the model's top-1.  ``explainer``: an ``Explainer`` to
     reuse (default: ``Explainer(model, preprocess=preprocess, labels=labels)``).
     ``area``: where continuous maps are binarised (default: the explanation's
     area, else the ground truth's, else 20%).  ``fill``: what removed pixels
     become in model space (default: the explainer's fill, a blur of x).
-    ``method_options``: ``{"occlusion": {"window": 8}, ...}``.  Other keywords
+    ``method_options``: ``{"occlusion": {"window": 8}, ...}``, by method name (for a Captum object
+    they go to ``attribute()``, for a CAM to its call, for a callable to it as keywords; ``sign=``
+    picks how several channels are reduced).  Other keywords
     go to ``explainer.explain`` (``seed``, ``config``, ``steps``...).
     ``save``: also write the figure there.
     """
-    methods = list(dict.fromkeys([methods] if isinstance(methods, str) else methods))
-    unknown = [m for m in methods if m != "nbexplain" and m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {['nbexplain', *sorted(METHODS)]}")
+    chosen = resolve_methods(methods, METHODS)
+    methods = list(chosen)
     method_options = dict(method_options or {})
     stray = sorted(set(method_options) - set(methods))
     if stray:
@@ -235,9 +245,15 @@ def compare(
     normalization = getattr(res, "normalization", None) or find_normalization(prep)
 
     target = resolve_target(model, model_batch(x, model), target)
-    for name in methods:
-        if name != "nbexplain":
-            attributions[name] = run_method(name, model, x, target, **method_options.get(name, {}))
+    for name, method in chosen.items():
+        if name == "nbexplain":
+            continue
+        options = dict(method_options.get(name, {}))
+        if isinstance(method, str):
+            a = run_method(method, model, x, target, **options)
+            attributions[name] = a if a.method == name else dataclasses.replace(a, method=name)
+        else:
+            attributions[name] = run_external(method, model, model_batch(x, model), target, name, **options)
 
     fill_tensor = _fill(x, fill, res, normalization)
     gt = _ground_truth(gt_mask, x.shape[-2:])
@@ -245,6 +261,9 @@ def compare(
         area = res.area if res is not None else float(gt.float().mean()) if gt is not None else DEFAULT_AREA
     scores = {name: score_attribution(model, x, a, area, gt_mask=gt, fill=fill_tensor, target=target)
               for name, a in attributions.items()}
+    for name, a in attributions.items():
+        if a.info.get("precomputed"):
+            scores[name]["seconds"] = None  # not measured: the table shows "-"
     prob = float(class_probabilities(model, model_batch(x, model))[0, target])
     result = Comparison(
         input=x[0].detach().cpu(), target=target, attributions=attributions, scores=scores, area=float(area),

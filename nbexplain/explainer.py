@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import numbers
 import time
 import warnings
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from .config import ExplainConfig, resolve_config
-from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
+from .core.inputs import DefaultPreprocess, find_normalization, per_image, split_images, to_model_input
 from .core.fills import FillCheck, check_kind, hiding_fill, make_fill, random_background
 from .core.necessity import NecessarySearch, cell_grid, default_foils
 from .core.optimize import MaskOptimizer, images_per_pass, in_chunks
@@ -32,7 +33,7 @@ from .core.taps import (
 )
 from .explanation import Explanation
 
-
+logger = logging.getLogger(__name__)
 
 class Explainer:
     """Explains a frozen image classifier with activation-matching masks.
@@ -103,12 +104,16 @@ class Explainer:
     # ------------------------------------------------------------------
     def explain(self, image, target=None, *, foil=None, seed: int = 0, progress: bool = True, callbacks: Sequence = (),
                 live: bool | None = None, config=None, **options):
-        """Explain one image (or a list of images, optimised together).
+        """Explain one image, or several optimised together: a list of images or a batched
+        tensor ``[B, C, H, W]`` (``B > 1``; a ``[1, C, H, W]`` tensor is one image).
 
-        ``target``: class to explain (default: the model's top-1 on the image);
-        for a list, one int for all or one per image. ``config``/``options``
-        override the explainer's configuration for this call, e.g.
-        ``explain(img, steps=300, keep_ratio=0.9)``. ``foil``: a class (index or label name) for the
+        Returns one :class:`Explanation` for one image, a list of them (in order) for several.
+
+        ``target``: class to explain (default: the model's top-1 on the image); for several images,
+        one class for all or one per image (a list or a 1-D tensor of ``B``). A shape that is not
+        one image nor a batch, or a number of targets that is not the number of images, raises
+        ``ValueError``. ``config``/``options`` override the explainer's configuration for this
+        call, e.g. ``explain(img, steps=300, keep_ratio=0.9)``. ``foil``: a class (index or label name) for the
         contrastive question "why the target rather than the foil?": ``res.necessary`` is then the
         smallest region whose removal makes the foil overtake the target (default: removal must make
         one of the image's next few classes the top one; ``necessary=False`` skips that half). ``live``: show the live widget
@@ -121,12 +126,11 @@ class Explainer:
         cfg = resolve_config(config) if config is not None else self.config
         if options:
             cfg = cfg.replace(**options)
-        many = isinstance(image, (list, tuple))
-        images = list(image) if many else [image]
+        images, many = split_images(image)
         if not images:
             raise ValueError("explain() got an empty list of images")
-        targets = _targets_for(target, len(images))
-        foils = _targets_for(foil, len(images))
+        targets = per_image(target, len(images), "target")
+        foils = per_image(foil, len(images), "foil")
         if foil is not None and not cfg.necessary:
             raise ValueError("foil= asks a question of the necessary evidence, but necessary=False skips it")
         channels = input_channels(self._network)
@@ -166,6 +170,7 @@ class Explainer:
         size = tuple(size)
         if size not in self._plans:
             self._plans[size] = plan_layers(self._network, None if self._auto else self.layers, size)
+            logger.debug("%s at %dx%d: tapping %s", type(self._network).__name__, *size, self._plans[size].layers)
         self.plan = self._plans[size]
         self.layers = self.plan.layers
         return self.plan
@@ -413,14 +418,6 @@ def _warn_if_probabilities(logits: torch.Tensor) -> None:
             UserWarning,
             stacklevel=4,
         )
-
-
-def _targets_for(target, n: int) -> list:
-    if isinstance(target, (list, tuple)):
-        if len(target) != n:
-            raise ValueError(f"got {len(target)} targets for {n} images")
-        return list(target)
-    return [target] * n
 
 
 def _check_size(xs, cfg: ExplainConfig) -> None:

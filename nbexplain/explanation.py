@@ -31,6 +31,8 @@ class Explanation:
 
     ``mask`` is float32 [H, W] with values exactly 0.0 or 1.0 at the model-input
     resolution; ``explanation`` is the masked model input that was scored.
+    ``res.save("cat.nbx")`` keeps it in one file and ``nbexplain.load("cat.nbx")`` brings it
+    back without the model (``model`` is then None; see :mod:`nbexplain.persist`).
     """
 
     mask: torch.Tensor
@@ -46,7 +48,7 @@ class Explanation:
     activations_explanation: dict
     logits_original: torch.Tensor
     logits_explanation: torch.Tensor
-    model: nn.Module
+    model: nn.Module | None  #: None for a result loaded from a file
     labels: list | None
     seconds: float
     steps: int
@@ -100,6 +102,7 @@ class Explanation:
         attention heads and MLP units, ``nbexplain.core.transformer_circuit``)."""
         from .core.circuit import read_circuit
 
+        self._require_model("its circuit")
         if self._reads_tokens:
             return self._transformer_circuit("explanation")
         return read_circuit(
@@ -113,6 +116,7 @@ class Explanation:
         """The same readout on the original image, for comparison."""
         from .core.circuit import read_circuit
 
+        self._require_model("the circuit of the original image")
         if self._reads_tokens:
             return self._transformer_circuit("original")
         return read_circuit(
@@ -120,6 +124,13 @@ class Explanation:
             acts_other=self.activations_explanation, labels=self.labels, source="original",
             inputs=self.input,
         )
+
+    def _require_model(self, what: str) -> None:
+        if self.model is None and self._network is None:
+            raise ValueError(
+                f"this explanation was loaded from a file without {what} and has no model to read it: explain the "
+                "image again with the model (or read res.circuit before res.save(path), which then keeps it)"
+            )
 
     @property
     def _reads_tokens(self) -> bool:
@@ -187,11 +198,31 @@ class Explanation:
 
         return explanation_figure(self, **kwargs)
 
-    def save(self, path) -> str:
-        """Write the figure as an image file; returns the path."""
+    def save(self, path, *, circuits: bool | None = None, activations: bool = True) -> str:
+        """Write this result to ``path``; returns the path.
+
+        An image suffix (``.png``, ``.pdf``, ``.svg``, ``.jpg``... whatever matplotlib writes) saves
+        the figure. Any other path (``cat.nbx``, say) saves the result itself, which
+        ``nbexplain.load(path)`` brings back without the model: its figure, summary and widget as
+        here. ``circuits``: save the circuits already read (None, default), read and save both
+        (True; needs the model), or none (False). ``activations=False`` leaves out the tapped
+        activations (a smaller file; the widget then shows no channel maps). See
+        :mod:`nbexplain.persist`.
+        """
         from .display import save_figure
 
-        return save_figure(self.figure(), path)
+        if is_figure_path(path):
+            return save_figure(self.figure(), path)
+        from .persist import save_explanation
+
+        return save_explanation(self, path, circuits=circuits, activations=activations)
+
+    @classmethod
+    def load(cls, path) -> "Explanation":
+        """The result saved at ``path`` by :meth:`save` (``nbexplain.load``)."""
+        from .persist import load
+
+        return load(path)
 
     def _repr_png_(self) -> bytes:
         from .display import figure_png
@@ -210,6 +241,16 @@ class Explanation:
                 widget_bundle = widget_bundle[0]
             bundle.update({k: v for k, v in (widget_bundle or {}).items() if k != "text/plain"})
         return bundle
+
+
+def is_figure_path(path) -> bool:
+    """Whether ``path``'s suffix is an image format matplotlib writes (then ``save`` writes the figure)."""
+    import os
+
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    return bool(suffix) and suffix in FigureCanvasBase.get_supported_filetypes()
 
 
 def to_display(t: torch.Tensor, normalization: Normalization | None) -> np.ndarray:

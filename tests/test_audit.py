@@ -148,8 +148,8 @@ def test_data_folders(tmp_path):
 def test_data_refused_with_clear_errors(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
-    loader = DataLoader(TensorDataset(torch.rand(2, 3, 8, 8)))
-    with pytest.raises(TypeError, match=r"loader\.dataset"):
+    loader = DataLoader(TensorDataset(torch.rand(2, 3, 8, 8)), shuffle=True)
+    with pytest.raises(ValueError, match="shuffle=False"):
         data_mod.as_audit_data(loader)
     with pytest.raises(ValueError, match="no images"):
         data_mod.as_audit_data([])

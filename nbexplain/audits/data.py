@@ -2,7 +2,8 @@
 
 Accepted: a list of images (PIL, numpy, tensors), a list of ``(image, label)`` pairs, a
 tensor ``[N, C, H, W]`` already in model space, a torch ``Dataset`` (image or
-``(image, label)`` items), ``nbexplain.datasets.Scenes`` (labels and object masks), or a
+``(image, label)`` items), a torch ``DataLoader`` that does not shuffle (its batches unbatched,
+``nbexplain.audits.loader``), ``nbexplain.datasets.Scenes`` (labels and object masks), or a
 folder of images (class sub-folders give the labels). Positions in the collection are the
 image ids the audit stores, resumes and reports by.
 """
@@ -86,13 +87,13 @@ def as_audit_data(data, masks=None) -> AuditData:
     elif isinstance(data, (list, tuple)):
         out = _from_sequence(list(data))
     elif isinstance(data, torch.utils.data.DataLoader):
-        raise TypeError("pass the DataLoader's dataset (loader.dataset): the audit reads images one by one, by id")
+        out = _from_loader(data)
     elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         out = _from_dataset(data)
     else:
         raise TypeError(
-            f"cannot audit a {type(data).__name__}: pass a list of images, a tensor [N, C, H, W], a torch Dataset, "
-            "nbexplain.datasets.Scenes or the path of a folder of images"
+            f"cannot audit a {type(data).__name__}: pass a list of images, a tensor [N, C, H, W], a torch Dataset "
+            "or DataLoader, nbexplain.datasets.Scenes or the path of a folder of images"
         )
     if out.n == 0:
         raise ValueError("the data holds no images")
@@ -117,6 +118,15 @@ def _from_tensor(t: torch.Tensor) -> AuditData:
 def _from_sequence(items: list) -> AuditData:
     pairs = [_split_item(item) for item in items]
     return AuditData(len(items), lambda i: pairs[i][0], lambda i: pairs[i][1], lambda i: str(i), source="list")
+
+
+def _from_loader(loader) -> AuditData:
+    from .loader import loader_items
+
+    n, image, label, key = loader_items(loader)
+    classes = getattr(loader.dataset, "classes", None)
+    return AuditData(n, image, label, key, class_names=list(classes) if classes is not None else None,
+                     source=f"DataLoader({type(loader.dataset).__name__})")
 
 
 def _from_dataset(ds) -> AuditData:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 import tempfile
 import time
@@ -24,6 +25,7 @@ from .rows import AuditWorker, unpack_mask
 from .store import AuditStore
 from .suspicion import Group
 
+logger = logging.getLogger(__name__)
 _HEAVY = ("mask_bits", "necessary_bits", "thumb")
 GROUP_COLUMNS = ["group", "target", "target_name", "size", "suspicion", "transplant", "transplant_control", "same_place", "off_object",
                  "accuracy", "mean_area", "transplants", "representative", "channels"]
@@ -38,8 +40,10 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
 
     ``model``: an ``nn.Module`` (or a ``nbexplain.zoo`` model, which brings its preprocessing and
     class names). ``data``: a list of images or ``(image, label)`` pairs, a tensor, a torch
-    ``Dataset``, ``nbexplain.datasets.Scenes`` or a folder of images (class sub-folders give
-    labels). ``target``: ``"predicted"`` (default), ``"label"`` or a class index. ``out``: the run
+    ``Dataset``, a ``DataLoader`` of batches ``(images, labels)`` or of images alone (unbatched in
+    its order; a shuffling loader is refused, since ids must name the same images on every run),
+    ``nbexplain.datasets.Scenes`` or a folder of images (class sub-folders give labels).
+    ``target``: ``"predicted"`` (default), ``"label"`` or a class index. ``out``: the run
     folder; run again with the same ``out`` and a killed audit resumes where it stopped
     (default: a new temporary folder). ``config``: the explainer's preset or options
     (``"fast"`` by default). ``masks``: bool object masks [N, H, W], if known (``Scenes`` bring
@@ -64,6 +68,9 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
         raise ValueError("target='label' needs labelled data ((image, label) items, a Dataset with labels or class sub-folders)")
     labels = labels if labels is not None else audit_data.class_names
     store = AuditStore(out if out is not None else tempfile.mkdtemp(prefix="nbexplain-audit-"))
+    if out is None:
+        logger.info("auditing %d images into the temporary folder %s (pass out= to keep and resume a run)",
+                    len(audit_data), store.root)
     options = {"target": target, "config": dataclasses.asdict(cfg), "layers": layers, "circuits": circuits,
                "seed": seed, "preprocess": _describe(preprocess)}
     store.open(_manifest(model, audit_data, options, labels))
@@ -77,6 +84,9 @@ def audit(model, data, *, out=None, target="predicted", config="fast", layers=No
 
     done = store.done_ids()
     todo = [i for i in range(len(audit_data)) if i not in done]
+    if done:
+        logger.info("resuming the audit in %s: %d of %d images already explained, %d to go", store.root,
+                    len(audit_data) - len(todo), len(audit_data), len(todo))
     view = _live_gallery(gallery, labels)
     if view is not None:
         view.total = len(audit_data)

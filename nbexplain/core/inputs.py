@@ -162,6 +162,37 @@ def pixels_to_rgb(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.contiguous()
 
 
+def split_images(image) -> tuple[list, bool]:
+    """What ``explain()`` was given, as a list of single images and whether it was several.
+
+    A list or tuple holds one image per item; a tensor ``[B, C, H, W]`` with ``B > 1`` is ``B``
+    images (a DataLoader's batch, as Captum and pytorch-grad-cam take them); anything else,
+    ``[1, C, H, W]`` included, is one image.
+    """
+    if isinstance(image, (list, tuple)):
+        return list(image), True
+    if isinstance(image, torch.Tensor) and image.dim() == 4:
+        if image.shape[0] == 0:
+            raise ValueError(f"got an empty batch of images (shape {tuple(image.shape)})")
+        if image.shape[0] > 1:
+            return list(image.unbind(0)), True
+    return [image], False
+
+
+def per_image(value, n: int, what: str = "target") -> list:
+    """One ``value`` per image of ``n``: a list, tuple or 1-D tensor / array of ``n`` gives one each;
+    anything else (an int, a label name, None, a one-element tensor) is the same for all."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim > 0:
+        if value.ndim != 1:
+            raise ValueError(f"{what} must be one class per image (a 1-D tensor of {n}), got shape {tuple(value.shape)}")
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"got {len(value)} {what}s for {n} images")
+        return list(value)
+    return [value] * n
+
+
 def to_model_input(image, preprocess, normalization: Normalization | None, in_channels: int | None) -> torch.Tensor:
     """One image -> float32 tensor [1, C, H, W] in model space."""
     if isinstance(image, (list, tuple)):
@@ -215,7 +246,8 @@ def _tensor_input(t: torch.Tensor, normalization: Normalization | None) -> torch
     if t.is_complex():
         raise TypeError("complex tensors are not images")
     if t.dim() not in (3, 4):
-        raise ValueError(f"image tensor must be CxHxW or 1xCxHxW, got {t.dim()}-D shape {tuple(t.shape)}")
+        raise ValueError(f"image tensor must be CxHxW, 1xCxHxW or a batch BxCxHxW, got {t.dim()}-D shape "
+                         f"{tuple(t.shape)}")
     if t.numel() == 0:
         raise ValueError(f"the image tensor is empty (shape {tuple(t.shape)})")
     if t.shape[-3] > 4 and t.shape[-1] <= 4:

