@@ -4,6 +4,7 @@ machinery, not the quality of the masks."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -243,15 +244,22 @@ def test_manifest_mismatch_is_refused_naming_what_differs(tmp_path):
         run(out, data=tiny_images(2), model=make_tiny(seed=1), config=TINY.replace(steps=5))
 
 
-def test_an_audit_of_another_nbexplain_version_is_not_resumed(tmp_path, monkeypatch):
+def test_an_audit_of_another_method_is_not_resumed_but_another_version_of_the_same_method_is(tmp_path, monkeypatch):
     import nbexplain
+    from nbexplain import fingerprint
 
     out = tmp_path / "run"
     run(out, data=tiny_images(2))
     made_by = re.escape(nbexplain.__version__)  # the version that wrote the audit
     monkeypatch.setattr(nbexplain, "__version__", "9.9.9")
-    with pytest.raises(ManifestMismatch, match=rf"made by nbexplain {made_by}, this is 9\.9\.9"):
+    assert len(run(out, data=tiny_images(2)).table) == 2  # only the version moved: the same method resumes
+    monkeypatch.setattr(fingerprint, "method_fingerprint", lambda: "0123456789ab")
+    with pytest.raises(ManifestMismatch, match=rf"made by nbexplain {made_by} \(method [0-9a-f]{{12}}\), "
+                                               r"this is 9\.9\.9 \(method 0123456789ab\)"):
         run(out, data=tiny_images(2))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{12}", manifest["method"])
+    assert "method fingerprint" in manifest["refuses"]
 
 
 def test_a_function_preprocess_resumes(tmp_path):

@@ -299,11 +299,14 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 def _manifest(model, data, options, labels) -> dict:
-    from .. import __version__
+    from .. import __version__, fingerprint
 
     config_fp = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {
         "nbexplain": __version__,
+        "method": fingerprint.method_fingerprint(),
+        "refuses": "rows of another model, data, configuration or method fingerprint (nbexplain.about()); "
+                   "a version that kept the method fingerprint resumes",
         "fingerprints": {"model": model_fingerprint(model), "data": data.fingerprint(), "config": config_fp},
         "n_images": len(data), "data_source": data.source, "model_class": type(model).__name__,
         "options": options, "labels": list(labels) if labels is not None else None,

@@ -1,6 +1,7 @@
 """An audit's run folder: a manifest and Parquet shards of rows, safe to kill at any moment.
 
-    out/manifest.json          fingerprints of the model, data and configuration; nbexplain version
+    out/manifest.json          fingerprints of the model, data and configuration; nbexplain's version and
+                               method fingerprint (``nbexplain.about()``), and what a resume refuses
     out/rows/part-*.parquet    rows, each shard written to a temporary name and moved into place
     out/groups.parquet         the groups and their test figures (rewritten whenever they are)
 
@@ -50,11 +51,13 @@ class AuditStore:
         if self.exists:
             old = self.manifest()
             differ = [k for k in ("model", "data", "config") if old.get("fingerprints", {}).get(k) != manifest["fingerprints"][k]]
-            if old.get("nbexplain") != manifest["nbexplain"]:
-                # Another version may explain differently: its rows and these must not mix.
+            if old.get("method") != manifest["method"]:
+                # Another method explains differently: its rows and these must not mix. A version that
+                # only changed the display or the documentation keeps the method fingerprint and resumes.
                 raise ManifestMismatch(
-                    f"{self.root} holds an audit made by nbexplain {old.get('nbexplain')}, this is "
-                    f"{manifest['nbexplain']}; pass another out= folder, or delete this one to start again."
+                    f"{self.root} holds an audit made by nbexplain {old.get('nbexplain')} (method "
+                    f"{old.get('method')}), this is {manifest['nbexplain']} (method {manifest['method']}): "
+                    "the two explain differently. Pass another out= folder, or delete this one to start again."
                 )
             if differ:
                 was, now = old.get("fingerprints", {}), manifest["fingerprints"]
