@@ -25,9 +25,10 @@ from .core.fills import make_fill
 from .core.inputs import DefaultPreprocess, Normalization, per_image, split_images, to_model_input
 from .core.masknet import MaskUNet
 from .core.optimize import MaskOptimizer, images_per_pass, total_loss, working_size
+from .core.plumbing import LogitsOf, borrowed, input_channels
 from .core.relevance import relevance_maps, relevance_probes, start_logits
-from .core.taps import borrowed, input_channels, tap_activations
-from .explainer import Explainer, _LogitsOf, _logits
+from .core.taps import tap_activations
+from .explainer import Explainer
 
 FORMAT = "nbexplain-amortized-3"
 STARTS = 2  #: prior maps the generator sees: the relevance ranking as it is, and smoothed along edges
@@ -267,7 +268,7 @@ class AmortizedExplainer(Explainer):
             for i in range(0, len(x_all), 32):
                 x = x_all[i:i + 32].to(self.device)
                 with relevance_probes(net, self.layers, True) as probes:
-                    scores = _logits(net(x.clone()))
+                    scores = LogitsOf(net)(x.clone())
                     acts = {k: a.detach() for k, a in taps.collect().items()}
                     rel = relevance_maps(scores, probes, acts, y_all[i:i + 32].to(self.device))
                 out.append(relevance_starts(rel, x, self.config).cpu())
@@ -276,7 +277,7 @@ class AmortizedExplainer(Explainer):
     @torch.no_grad()
     def _logits_of(self, x_all):
         with borrowed(self._network):
-            return torch.cat([_logits(self._network(x_all[i:i + 64].to(self.device).clone()))
+            return torch.cat([LogitsOf(self._network)(x_all[i:i + 64].to(self.device).clone())
                               for i in range(0, len(x_all), 64)])
 
     def _finetune(self, x_all, y_all, starts, steps, batch_size, lr, seed) -> None:
@@ -289,11 +290,11 @@ class AmortizedExplainer(Explainer):
                 idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)
                 x, target = x_all[idx].to(self.device), y_all[idx].to(self.device)
                 with torch.no_grad():
-                    logits_x = _logits(net_model(x.clone()))
+                    logits_x = LogitsOf(net_model)(x.clone())
                     acts_x = taps.collect()
                 fill = make_fill(x, cfg.fill, self.normalization)
                 net = _ForTarget(self.generator, target, spatial_features(acts_x), starts[idx].to(self.device))
-                problem = MaskOptimizer(_LogitsOf(net_model), taps, self.layers, x, target, acts_x, logits_x, fill,
+                problem = MaskOptimizer(LogitsOf(net_model), taps, self.layers, x, target, acts_x, logits_x, fill,
                                         cfg, seed + step, net=net)
                 terms, hard, logits_e, *_ = problem.loss_terms(step)
                 total = total_loss(cfg, terms, logits_e, target).mean()

@@ -21,7 +21,7 @@ from .baselines._common import model_batch, resolve_target
 from .baselines.external import resolve_methods, run_external
 from .config import ExplainConfig
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
-from .core.taps import input_channels, unwrap_model
+from .core.plumbing import class_name, input_channels, unwrap_model
 from .core.fills import make_fill
 from .metrics import METRICS, apply_mask, class_probabilities, score_attribution
 
@@ -59,9 +59,7 @@ class Comparison:
 
     @property
     def target_name(self) -> str:
-        if self.labels is not None and 0 <= self.target < len(self.labels):
-            return str(self.labels[self.target])
-        return f"class {self.target}"
+        return class_name(self.labels, self.target)
 
     def image(self) -> np.ndarray:
         """The input as an HxWx3 float array in [0, 1]."""

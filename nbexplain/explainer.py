@@ -21,16 +21,8 @@ from .core.necessity import NecessarySearch, cell_grid, default_foils
 from .core.optimize import MaskOptimizer, images_per_pass, in_chunks
 from .core.progress import ProgressBar
 from .core.relevance import relevance_maps, relevance_probes
-from .core.taps import (
-    LayerPlan,
-    borrowed,
-    input_channels,
-    model_device,
-    plan_layers,
-    resolve_layers,
-    tap_activations,
-    unwrap_model,
-)
+from .core.plumbing import LogitsOf, borrowed, class_name, input_channels, model_device, unwrap_model
+from .core.taps import LayerPlan, plan_layers, resolve_layers, tap_activations
 from .explanation import Explanation
 
 logger = logging.getLogger(__name__)
@@ -91,6 +83,11 @@ class Explainer:
                 f"model.to('{self.device}') yourself (nbexplain never moves your model), or leave device unset"
             )
         self.last_partial: Explanation | None = None  #: best result so far of an interrupted run
+
+    @property
+    def network(self) -> nn.Module:
+        """The eager module behind ``model`` (DataParallel / torch.compile wrappers removed): what is run."""
+        return self._network
 
     def __repr__(self) -> str:
         return f"Explainer({type(self._network).__name__}, layers={self.layers})"
@@ -187,7 +184,7 @@ class Explainer:
             x = x.to(self.device).clone()
             # One forward gives x's logits, activations and (with target-aware matching) the relevance.
             with torch.set_grad_enabled(cfg.target_aware), relevance_probes(net, self.layers, cfg.target_aware) as probes:
-                scores = _logits(net(x.clone()))  # a clone: some models edit their input in place
+                scores = LogitsOf(net)(x.clone())  # a clone: some models edit their input in place
                 acts_x = {name: a.detach() for name, a in taps.collect().items()}
                 prefix_x = {name: t.detach() for name, t in taps.prefix.items()}
             logits_x = scores.detach()
@@ -201,7 +198,7 @@ class Explainer:
             relevance = relevance_maps(scores, probes, acts_x, target, plan.views, prefix_x) \
                 if cfg.target_aware else None
             del scores, probes  # the graph of x's forward
-            opt = MaskOptimizer(_LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
+            opt = MaskOptimizer(LogitsOf(net), taps, self.layers, x, target, acts_x, logits_x, fill, cfg, seed,
                                 callbacks, net=None if mask_net is None else mask_net(target, acts_x, relevance or {}, x),
                                 relevance=relevance, prob_fill=prob_fill, checks=checks, prefix_x=prefix_x,
                                 patch_grid=plan.patch_grid)
@@ -255,7 +252,7 @@ class Explainer:
         from .explanation import to_display
 
         t = int(target[0])
-        name = self.labels[t] if self.labels and t < len(self.labels) else f"class {t}"
+        name = class_name(self.labels, t)
         return {"total_steps": cfg.steps, "input": x[0].detach().cpu(), "image": to_display(x[0], self.normalization),
                 # Without a known normalisation the display is scaled per image, so the fill's true colour is unknown.
                 "fill_image": to_display(fill[0], self.normalization) if self.normalization is not None else None,
@@ -282,7 +279,7 @@ class Explainer:
         def logits_of(images, keep_graph=False):
             if not keep_graph:
                 return _logits_alone(net, taps, images)
-            out = _logits(net(images.clone()))  # a clone: some models edit their input in place
+            out = LogitsOf(net)(images.clone())  # a clone: some models edit their input in place
             taps.reset()
             return out
 
@@ -303,7 +300,7 @@ class Explainer:
         if not interrupted:
             opt.phase("scoring the explanation and its random backgrounds")
         with torch.no_grad():
-            logits_e = _logits(net(e.clone()))  # e itself goes into the result
+            logits_e = LogitsOf(net)(e.clone())  # e itself goes into the result
             acts_e = opt.taps.collect()
             robust = self._robustness(x, masks, target, cfg, opt.gen) if not interrupted and cfg.robustness_draws else None
             checks = self._checks(x, masks, target, cfg, opt.checks)
@@ -349,7 +346,7 @@ class Explainer:
         out = []
         m4 = masks[:, None]
         for kind, fill in zip(cfg.check_fills, fills):
-            logits = in_chunks(lambda b: _logits(self._network(b)), torch.cat([m4 * x + (1 - m4) * fill, fill]))
+            logits = in_chunks(LogitsOf(self._network), torch.cat([m4 * x + (1 - m4) * fill, fill]))
             probs = logits.softmax(1).gather(1, target.repeat(2)[:, None])[:, 0]
             top = logits.argmax(1) == target.repeat(2)
             b = x.shape[0]
@@ -365,7 +362,7 @@ class Explainer:
         m4 = masks[:, None]
         draws = [m4 * x + (1 - m4) * random_background(kinds[j % len(kinds)], x, gen)
                  for j in range(cfg.robustness_draws)]
-        logits = in_chunks(lambda b: _logits(self._network(b)), torch.cat(draws))
+        logits = in_chunks(LogitsOf(self._network), torch.cat(draws))
         kept = (logits.argmax(1) == target.repeat(cfg.robustness_draws)).float()
         return kept.view(cfg.robustness_draws, x.shape[0]).mean(0)
 
@@ -373,39 +370,9 @@ class Explainer:
 def _logits_alone(net, taps, images) -> torch.Tensor:
     """Logits of a batch, leaving no activations behind in the taps."""
     with torch.no_grad():
-        logits = in_chunks(lambda b: _logits(net(b.clone())), images)
+        logits = in_chunks(lambda b: LogitsOf(net)(b.clone()), images)
     taps.reset()
     return logits
-
-
-def _logits(out) -> torch.Tensor:
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if hasattr(out, "logits") and not isinstance(out, torch.Tensor):
-        out = out.logits
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the model must return logits of shape [batch, classes]; it returned {shape}")
-    if out.shape[1] < 2:
-        raise ValueError(
-            "the model returns one logit per image; nbexplain explains the softmax over two or more classes. "
-            "For a sigmoid classifier wrap it so it returns torch.cat([torch.zeros_like(z), z], 1)"
-        )
-    if not out.is_floating_point():
-        raise ValueError(f"the model must return float logits; it returned {out.dtype} (class ids?)")
-    if not torch.isfinite(out).all():
-        raise ValueError("the model returned NaN or infinite logits for this image")
-    return out.float()
-
-
-class _LogitsOf:
-    """Calls the network and keeps only its logits (for models returning tuples or output objects)."""
-
-    def __init__(self, net: nn.Module):
-        self.net = net
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _logits(self.net(x))
 
 
 def _warn_if_probabilities(logits: torch.Tensor) -> None:
@@ -438,7 +405,7 @@ def _as_label_list(labels):
         return None
     if isinstance(labels, dict):
         n = max(labels) + 1 if labels else 0
-        return [str(labels.get(i, f"class {i}")) for i in range(n)]
+        return [class_name(labels, i) for i in range(n)]
     if isinstance(labels, str):
         raise TypeError("labels must be a sequence of class names or a dict {id: name}, not a string")
     return [str(v) for v in labels]

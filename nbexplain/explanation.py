@@ -13,6 +13,7 @@ from .config import ExplainConfig
 from .core.fills import Fill, FillCheck
 from .core.necessity import Necessary
 from .core.inputs import Normalization
+from .core.plumbing import class_name
 
 
 EMPTY_NOTE = (
@@ -84,9 +85,7 @@ class Explanation:
         return int(self.logits_original.argmax())
 
     def class_name(self, k: int) -> str:
-        if self.labels is not None and 0 <= k < len(self.labels):
-            return str(self.labels[k])
-        return f"class {k}"
+        return class_name(self.labels, k)
 
     def image(self) -> np.ndarray:
         """The input as a displayable HxWx3 float array in [0, 1]."""

@@ -5,8 +5,8 @@
 >>> a.groups[0], a.table, a.gallery()            # doctest: +SKIP
 """
 
+from ..errors import ManifestMismatch
 from .pipeline import Audit, audit
-from .store import ManifestMismatch
 from .suspicion import Group
 
 __all__ = ["Audit", "Group", "ManifestMismatch", "audit"]

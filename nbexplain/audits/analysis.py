@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..core.plumbing import class_name
 from .grouping import FEATURES, channel_features, combine, knn_graph, mask_features, merge_alike, spectral_groups
 from .suspicion import Group, pooled_masks, same_place, transplant_rate
 
@@ -68,7 +69,7 @@ def _group(rows, feats, pooled, target, labels, worker, recipients, masks_of, rn
     else:
         rate, control, n = float("nan"), float("nan"), 0
     return Group(
-        index=0, target=int(target), target_name=_name(labels, target), indices=rows.index.to_numpy().copy(),
+        index=0, target=int(target), target_name=class_name(labels, target), indices=rows.index.to_numpy().copy(),
         shared_map=shared, representative=representative, channels=channels, transplant=rate, same_place=place,
         off_object=float(1 - on.mean()) if len(on) else float("nan"),
         accuracy=float(labelled.astype(float).mean()) if len(labelled) else float("nan"),
@@ -82,7 +83,3 @@ def _recipients(table, target) -> np.ndarray:
     if table["label"].notna().any():
         other &= table["label"].fillna(-1) != target
     return table.index[other].to_numpy()
-
-
-def _name(labels, k) -> str:
-    return str(labels[k]) if labels is not None and 0 <= k < len(labels) else f"class {k}"

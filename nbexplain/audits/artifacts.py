@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.plumbing import class_name
 from .grouping import knn_graph, mask_features, merge_alike, spectral_groups
 from .suspicion import SHARED_AT, pooled_masks
 
@@ -94,7 +95,7 @@ def find_artifacts(table: pd.DataFrame, necessary_of, worker, labels=None, *, ne
         rng = np.random.default_rng([seed, int(g)])
         others = np.setdiff1d(everyone, members)
         tests = _test(worker, members, others, shared >= SHARED_AT, rng, max_tests)
-        names = Counter(_name(labels, int(t)) for t in rows.loc[members, "target"])
+        names = Counter(class_name(labels, int(t)) for t in rows.loc[members, "target"])
         out.append(Artifact(index=0, indices=members.copy(), classes=dict(names.most_common()), shared_map=shared,
                             area=float((shared >= SHARED_AT).mean()), **tests))
     out.sort(key=lambda a: (-a.suspicion, -a.size))
@@ -134,7 +135,3 @@ def _test(worker, members, others, region_small: np.ndarray, rng, max_tests: int
 
 def _rate(hits: torch.Tensor) -> float:
     return float(hits.float().mean()) if hits.numel() else float("nan")
-
-
-def _name(labels, k) -> str:
-    return str(labels[k]) if labels is not None and 0 <= k < len(labels) else f"class {k}"

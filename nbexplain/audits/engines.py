@@ -16,14 +16,11 @@ from typing import Callable, Iterator, Sequence
 
 import pyarrow as pa
 
+from ..errors import RayEngineError
 from .rows import AuditWorker
 
 ENGINES = ("local", "ray")
 RAY_EXTRA = "pip install 'nbexplain[ray]'"
-
-
-class RayEngineError(RuntimeError):
-    """The Ray engine failed: an actor raised (its error is the message's end), or could not start."""
 
 
 def chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:

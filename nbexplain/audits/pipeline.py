@@ -287,7 +287,7 @@ class Audit:
 
 def model_fingerprint(model: torch.nn.Module) -> str:
     """Hash of the model's class and every parameter and buffer."""
-    from ..core.taps import unwrap_model
+    from ..core.plumbing import unwrap_model
 
     net = unwrap_model(model)
     h = hashlib.sha256(type(net).__qualname__.encode())

@@ -19,7 +19,7 @@ import torch
 
 from ..config import resolve_config
 from ..core.inputs import to_model_input
-from ..core.taps import input_channels
+from ..core.plumbing import LogitsOf, borrowed, input_channels
 from .data import AuditData
 
 THUMB_SIDE = 64  #: longest side of the stored thumbnails, pixels
@@ -76,7 +76,7 @@ class AuditWorker:
         self.seed = seed
         self.target = target
         self.circuits = circuits
-        self._channels = input_channels(self.explainer._network)
+        self._channels = input_channels(self.explainer.network)
 
     # -- inputs ---------------------------------------------------------------------------
     def model_input(self, image_id: int) -> torch.Tensor:
@@ -87,12 +87,9 @@ class AuditWorker:
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor, chunk: int = 16) -> torch.Tensor:
         """Top-1 class of each model-space input [N, C, H, W] (the transplant test asks here)."""
-        from ..core.taps import borrowed
-        from ..explainer import _logits
-
-        net = self.explainer._network
+        net = self.explainer.network
         with borrowed(net):
-            out = [_logits(net(part.to(self.explainer.device))).argmax(1).cpu() for part in inputs.split(chunk)]
+            out = [LogitsOf(net)(part.to(self.explainer.device)).argmax(1).cpu() for part in inputs.split(chunk)]
         return torch.cat(out)
 
     def mean_fill(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -20,15 +20,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import ManifestMismatch
 from .rows import ROW_SCHEMA
 
 MANIFEST = "manifest.json"
 ROWS = "rows"
 GROUPS = "groups.parquet"
-
-
-class ManifestMismatch(ValueError):
-    """The run folder holds an audit of another model, data or configuration."""
 
 
 class AuditStore:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..attribution import as_class_index
-from ..core.taps import borrowed, model_device
+from ..core.plumbing import borrowed, logits_from, model_device
 
 
 def model_batch(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
@@ -39,12 +39,7 @@ def model_batch(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
 def logits_of(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """The model's outputs [N, K] for a batch, in eval mode, leaving the model as it was."""
     with borrowed(model):
-        out = model(batch)
-    if hasattr(out, "logits") and not isinstance(out, torch.Tensor):  # Hugging Face output objects
-        out = out.logits
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ValueError("the model must return class scores of shape [N, num_classes]")
-    return out
+        return logits_from(model(batch))
 
 
 def resolve_target(model: nn.Module, batch: torch.Tensor, target) -> int:

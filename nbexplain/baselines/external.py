@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attribution import Attribution
-from ..core.taps import borrowed, unwrap_model
+from ..core.plumbing import borrowed, unwrap_model
 from ._common import gradients_on
 
 SIGNS = ("absolute_value", "positive", "all")

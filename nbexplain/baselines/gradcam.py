@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attribution import Attribution
-from ..core.taps import borrowed, unwrap_model
+from ..core.plumbing import borrowed, hooks, logits_from, unwrap_model
 from ._common import gradients_on, model_batch, resolve_target
 
 
@@ -95,13 +95,10 @@ def _viewed_gradcam(net, module, view, batch, target) -> torch.Tensor:
         seen["a"] = first_tensor(out)
         seen["a"].retain_grad()
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with hooks() as held:
+        held.append(module.register_forward_hook(hook))
         out = net(batch.clone().requires_grad_(True))  # frozen weights: the gradient must start at the input
-        logits = out.logits if hasattr(out, "logits") and not isinstance(out, torch.Tensor) else out
-        logits[0, target].backward()
-    finally:
-        handle.remove()
+        logits_from(out)[0, target].backward()
     a, g = view.map(seen["a"].detach()), view.map(seen["a"].grad)
     weights = g.mean(dim=(2, 3), keepdim=True)
     return (weights * a).sum(1, keepdim=True).clamp_min(0)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..attribution import Attribution
-from ..core.taps import borrowed, unwrap_model
+from ..core.plumbing import borrowed, unwrap_model
 from ._common import gradients_on, model_batch, resolve_target
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..attribution import Attribution
-from ..core.taps import borrowed, unwrap_model
+from ..core.plumbing import borrowed, unwrap_model
 from ._common import model_batch, resolve_target
 
 

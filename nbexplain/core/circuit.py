@@ -54,6 +54,7 @@ from collections.abc import Mapping
 import networkx as nx
 import torch
 
+from ..errors import CircuitUnsupportedError
 from .circuit_compare import CircuitComparison, compare_circuits
 from .circuit_config import ENERGIES, CircuitConfig, check_choice
 from .circuit_validate import (
@@ -61,18 +62,16 @@ from .circuit_validate import (
     Sizing,
     channel_relevance,
     decision_sizes,
-    eval_mode,
-    model_device_dtype,
     validate_circuit,
 )
 from .circuit_walk import (
-    CircuitUnsupportedError,
     evaluate_head,
     head_transfer,
     record,
     trace_model,
     transfer_matrix,
 )
+from .plumbing import class_name, eval_mode, model_device_dtype
 
 __all__ = [
     "Circuit", "CircuitConfig", "CircuitComparison", "CircuitUnsupportedError", "CircuitValidation",
@@ -285,9 +284,6 @@ def read_circuit(model, layers, acts, target, acts_other=None, config=None, labe
     pooled = acts[last].detach().double().flatten(1).mean(dim=1)
     edges += _class_edges(last, classes, head, head_signed, pooled, selected[last], config.edges_per_class)
 
-    def name_of(k):
-        return str(labels[k]) if labels is not None else f"class {k}"
-
     def energy_pair(name, ch):
         mine = float(energies[name][ch])
         other = float(energies_other[name][ch]) if energies_other is not None else None
@@ -304,10 +300,10 @@ def read_circuit(model, layers, acts, target, acts_other=None, config=None, labe
                 nodes[-1]["relevance"] = float(relevance[name][ch])
     for k in classes:
         nodes.append({"id": f"class:{k}", "kind": "class", "class": k,
-                      "name": name_of(k),
+                      "name": class_name(labels, k),
                       "logit": float(logits[k]), "prob": float(probs[k]), "layer_index": len(layers)})
 
-    return Circuit(target=target, target_name=name_of(target), source=source, layers=layers, nodes=nodes,
+    return Circuit(target=target, target_name=class_name(labels, target), source=source, layers=layers, nodes=nodes,
                    edges=edges, energies=energies, energies_other=energies_other, config=config, model=model,
                    inputs=inputs, sizing=sizing)
 

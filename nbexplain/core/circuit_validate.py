@@ -16,36 +16,17 @@ blind spot and is the default.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
+from .plumbing import eval_mode, hooks, logits_from, model_device_dtype
 from .sites import OutputSite, never_ran
 
 _CHUNK = 8  # variants per forward pass: bounds memory on 224x224 inputs
-
-
-@contextmanager
-def eval_mode(model):
-    """Eval mode for the duration of the block; every module's own flag is restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-def model_device_dtype(model):
-    """Device and floating dtype of the model's first parameter (CPU float32 without one)."""
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
 
 
 @dataclass(frozen=True)
@@ -359,7 +340,7 @@ def channel_relevance(model, layers, inputs, target, fill="zero", sites=None) ->
     device, dtype = model_device_dtype(model)
     x = inputs[0] if inputs.dim() == 4 else inputs
     x = x.detach().to(device=device, dtype=dtype)[None]
-    taps, handles = {}, []
+    taps = {}
 
     def leaf_at(name):
         def fn(z):
@@ -370,15 +351,12 @@ def channel_relevance(model, layers, inputs, target, fill="zero", sites=None) ->
             return leaf.clone()  # downstream in-place operations must not touch the leaf
         return fn
 
-    try:
+    with hooks() as held:
         for name in layers:
-            handles.append(sites[name].attach(model, leaf_at(name)))
+            held.append(sites[name].attach(model, leaf_at(name)))
         with eval_mode(model), torch.enable_grad():
-            logits = _logits_of(model(x))
+            logits = logits_from(model(x))
             grads = torch.autograd.grad(logits[0, int(target)], [taps[n] for n in layers], allow_unused=True)
-    finally:
-        for h in handles:
-            h.remove()
     out = {}
     for name, g in zip(layers, grads):
         site, a = sites[name], taps[name].detach()
@@ -393,15 +371,6 @@ def channel_relevance(model, layers, inputs, target, fill="zero", sites=None) ->
 def _sites_for(layers, sites):
     sites = dict(sites or {})
     return {name: sites.get(name) or OutputSite(name) for name in layers}
-
-
-def _logits_of(out):
-    """Logits from a model's output (a tensor, a tuple's first, or an output object's ``logits``)."""
-    if hasattr(out, "logits") and not isinstance(out, torch.Tensor):
-        out = out.logits
-    elif isinstance(out, (tuple, list)):
-        out = out[0]
-    return out
 
 
 def _keep_mask(sets, n_channels):
@@ -426,28 +395,23 @@ class _Ablation:
         self.keep = None
         self.channel_counts = {}
         self.calls = {}
-        self.handles = []
+        self._release = None
 
     def __enter__(self):
-        try:
+        with contextlib.ExitStack() as stack:
+            held = stack.enter_context(hooks())
             for name in self.layers:
-                self.handles.append(self.sites[name].attach(self.model, self._hook(name)))
-        except BaseException:
-            self.__exit__()
-            raise
+                held.append(self.sites[name].attach(self.model, self._hook(name)))
+            self._release = stack.pop_all()  # all attached: they stay until __exit__
         return self
 
     def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
+        self._release.close()
 
     def run(self, x, keep):
         self.keep = keep
         self.calls = dict.fromkeys(self.layers, 0)
-        out = _logits_of(self.model(x))
-        if not isinstance(out, torch.Tensor) or out.dim() != 2:
-            raise TypeError("validate() needs a model whose forward returns logits [batch, classes].")
+        out = logits_from(self.model(x))
         silent = [n for n, c in self.calls.items() if c == 0 and not isinstance(self.sites[n], OutputSite)]
         if silent:
             raise never_ran(self.model, self.sites[silent[0]])

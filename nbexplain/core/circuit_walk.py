@@ -56,35 +56,11 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUPPORTED = (
-    "The circuit readout walks CNNs that torch.fx can trace: convolutions (modules or F.conv calls, "
-    "grouped and depthwise), BatchNorm, LayerNorm over channels, Linear, pooling, element-wise "
-    "activations, residual additions, concatenations, squeeze-and-excitation gates, channel shuffles "
-    "and permutes - torchvision ResNets of any depth, MobileNet, EfficientNet, RegNet, DenseNet, "
-    "GoogLeNet, SqueezeNet, ShuffleNet, ConvNeXt, the nbexplain zoo models and VGG-like stacks. Tap "
-    "modules that run once per forward, at block or stage boundaries (for torchvision ResNets: "
-    "'relu', 'layer1', ..., 'layer4')."
-)
-
+from ..errors import CircuitUnsupportedError
+from .plumbing import eval_mode, model_device_dtype
 
 # float32 keeps ResNet-50-sized products fast; the scores rank channels, they need no more precision.
 _DTYPE = torch.float32
-
-
-class CircuitUnsupportedError(RuntimeError):
-    """The circuit readout cannot walk this model (or these taps); the message says why.
-
-    The first line of the message names the problem (and the operation and module where
-    there is one); the following lines say what is supported. ``reason`` holds the first line.
-    """
-
-    def __init__(self, reason: str, advice: bool = True):
-        self.reason = reason
-        super().__init__(
-            f"{reason}\n{SUPPORTED} Explanations themselves still work; only the circuit "
-            "readout is unavailable. Choose other layers, or wrap the unsupported part so "
-            "that it is not between two tapped layers." if advice else reason
-        )
 
 
 class _NotLinear(Exception):
@@ -193,8 +169,6 @@ class ModelWalk:
 
 def trace_model(model: nn.Module, layers) -> ModelWalk:
     """Trace ``model`` with torch.fx (in eval mode) and locate the tapped layers; never runs the model."""
-    from .circuit_validate import eval_mode
-
     tracer = _TapTracer()
     try:
         with eval_mode(model):
@@ -232,8 +206,6 @@ def record(walk: ModelWalk, inputs: torch.Tensor | None = None, acts: dict | Non
     The gate values the walk uses are those of this pass: the transfers are a
     linearisation at this input.
     """
-    from .circuit_validate import eval_mode, model_device_dtype
-
     model = walk.model
     device, dtype = model_device_dtype(model)
     nodes = list(walk.graph.nodes)

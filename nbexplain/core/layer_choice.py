@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from .plumbing import borrowed, hooks, input_channels, model_device
 from .views import CHANNELS_FIRST, MapView, first_tensor, is_spatial, token_grid, view_of
 
 # Probe sizes, tried in order: non-square first, so channels-last maps [B, h, w, C] can be told
@@ -146,8 +147,6 @@ class ProbeFailed(Exception):
 
 def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> Probe:
     """What one probe forward at ``size`` shows (the model's error if it refuses that size)."""
-    from .taps import borrowed, input_channels, model_device
-
     names: dict[int, list[str]] = {}
     modules: dict[int, nn.Module] = {}
     for name, module in model.named_modules(remove_duplicate=False):
@@ -164,13 +163,10 @@ def _probe(model: nn.Module, size: tuple[int, int], own_copy: bool = False) -> P
         if isinstance(output, torch.Tensor):
             seen[key] = (len(seen), tuple(output.shape))
 
-    handles = [m.register_forward_hook(hook) for m in _unique_modules(model)]
-    try:
+    with hooks() as held:
+        held.extend(m.register_forward_hook(hook) for m in _unique_modules(model))
         with contextlib.nullcontext() if own_copy else borrowed(model), torch.no_grad():
             model(torch.rand(2, input_channels(model) or 3, *size, device=model_device(model)))
-    finally:
-        for h in handles:
-            h.remove()
     usable = {}
     for key, (order, shape) in seen.items():
         module_names = names.get(key, [])

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .plumbing import hooks
 from .views import CHANNELS_FIRST, first_tensor
 
 
@@ -27,7 +28,6 @@ def relevance_probes(net: nn.Module, layers: list[str], enabled: bool = True) ->
     gives x's logits and activations also gives the relevance (``relevance_maps``), without a second pass."""
     deltas: dict[str, torch.Tensor] = {}
     modules = dict(net.named_modules())
-    handles = []
 
     def make_hook(name):
         def hook(_module, _inputs, output):
@@ -40,13 +40,10 @@ def relevance_probes(net: nn.Module, layers: list[str], enabled: bool = True) ->
 
         return hook
 
-    try:
+    with hooks() as held:
         if enabled:
-            handles = [modules[name].register_forward_hook(make_hook(name)) for name in layers]
+            held.extend(modules[name].register_forward_hook(make_hook(name)) for name in layers)
         yield deltas
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class LayerRelevance(dict):

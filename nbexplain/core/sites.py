@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import CircuitUnsupportedError
 from .views import CHANNELS_FIRST, MapView
 
 HEAD_COUNT_ATTRS = ("num_heads", "num_attention_heads", "n_heads", "n_head")
@@ -184,8 +185,6 @@ def never_ran(model: nn.Module, site: Site):
 
 
 def unsupported(reason: str):
-    from .circuit_walk import CircuitUnsupportedError
-
     # One line: the CNN walk's list of supported operations says nothing about attention code.
     return CircuitUnsupportedError(f"transformer circuit: {reason}; explanations themselves still work", advice=False)
 

@@ -1,8 +1,8 @@
-"""Borrowing the user's model: activation taps, layer choice, state restore.
+"""Activation taps and the layers they read.
 
 Only forward hooks are used (module backward hooks break on in-place ReLU),
 outputs are cloned so later in-place operations cannot change them, and every
-handle is removed in ``finally``.
+handle is removed on exit (``plumbing.hooks``).
 """
 
 from __future__ import annotations
@@ -14,22 +14,9 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..errors import LayerError
+from .plumbing import borrowed, hooks  # noqa: F401 (borrowed and LayerError: handed on from their older home)
 from .views import CHANNELS_FIRST, MapView, first_tensor
-
-
-class LayerError(ValueError):
-    """A tapped layer name that cannot be used; the message says what to do."""
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The eager module behind DataParallel / DistributedDataParallel / torch.compile wrappers."""
-    while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(getattr(model, "_orig_mod"), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 @dataclass(frozen=True)
@@ -129,7 +116,6 @@ def tap_activations(model: nn.Module, layers: list[str], views: dict[str, MapVie
     store: dict[str, torch.Tensor] = {}
     prefix: dict[str, torch.Tensor] = {}
     calls: dict[str, int] = {}
-    handles = []
 
     def make_hook(name):
         view = views.get(name, CHANNELS_FIRST)
@@ -154,15 +140,12 @@ def tap_activations(model: nn.Module, layers: list[str], views: dict[str, MapVie
         prefix.clear()
         calls.clear()
 
-    try:
-        handles.append(model.register_forward_pre_hook(start_forward))
+    with hooks() as held:
+        held.append(model.register_forward_pre_hook(start_forward))
         for name in layers:
-            handles.append(modules[name].register_forward_hook(make_hook(name)))
+            held.append(modules[name].register_forward_hook(make_hook(name)))
         store.clear()
         yield Taps(store, prefix, calls, layers)
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class Taps:
@@ -194,40 +177,3 @@ class Taps:
         self.prefix = dict(self._prefix)
         self.reset()
         return out
-
-
-@contextlib.contextmanager
-def borrowed(model: nn.Module) -> Iterator[nn.Module]:
-    """Put the model in eval mode with frozen parameters, restoring both afterwards.
-
-    Eval mode matters: BatchNorm must use its running statistics (a train-mode
-    forward would update the user's buffers and mix the explanation with the
-    robustness variants in one batch).
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in grads:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in grads:
-            p.requires_grad_(flag)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
-
-
-def input_channels(model: nn.Module) -> int | None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    return None

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from .circuit_config import CircuitConfig, check_choice
-from .circuit_validate import channel_relevance, decision_sizes, eval_mode, model_device_dtype, _logits_of
+from .circuit_validate import channel_relevance, decision_sizes
+from .plumbing import class_name, eval_mode, hooks, logits_from, model_device_dtype
 from .sites import MultiheadAttentionSite, Site, block_sites, never_ran, unsupported
 
 
@@ -97,9 +98,6 @@ def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int,
         labels = list(labels)
     probs = torch.softmax(logits, dim=0)
 
-    def name_of(k):
-        return str(labels[k]) if labels is not None and k < len(labels) else f"class {k}"
-
     nodes = []
     for index, n in enumerate(names):
         site = by_name[n]
@@ -114,12 +112,12 @@ def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int,
                 node["relevance"] = float(relevance[n][ch])
             nodes.append(node)
     for k in classes:
-        nodes.append({"id": f"class:{k}", "kind": "class", "class": k, "name": name_of(k),
+        nodes.append({"id": f"class:{k}", "kind": "class", "class": k, "name": class_name(labels, k),
                       "logit": float(logits[k]), "prob": float(probs[k]), "layer_index": len(names)})
     node_maps = {source: maps}
     if maps_other is not None:
         node_maps["original" if source == "explanation" else "explanation"] = maps_other
-    return Circuit(target=target, target_name=name_of(target), source=source, layers=names, nodes=nodes,
+    return Circuit(target=target, target_name=class_name(labels, target), source=source, layers=names, nodes=nodes,
                    edges=edges, energies=energies, energies_other=energies_other, config=config, model=model,
                    inputs=inputs.detach(), sizing=sizing, sites=by_name, node_maps=node_maps, layer_labels=labels_of)
 
@@ -136,21 +134,18 @@ def record_sites(model: nn.Module, sites: list[Site], inputs: torch.Tensor):
     (batch removed, CPU)."""
     device, dtype = model_device_dtype(model)
     x = (inputs[0] if inputs.dim() == 4 else inputs).detach().to(device=device, dtype=dtype)[None]
-    values, handles = {}, []
+    values = {}
 
     def keep(name):
         def fn(z):
             values[name] = z.detach()[0].float().cpu()
         return fn
 
-    try:
+    with hooks() as held:
         for site in sites:
-            handles.append(site.attach(model, keep(site.name)))
+            held.append(site.attach(model, keep(site.name)))
         with eval_mode(model), torch.no_grad():
-            logits = _logits_of(model(x))
-    finally:
-        for h in handles:
-            h.remove()
+            logits = logits_from(model(x))
     silent = [s for s in sites if s.name not in values]
     if silent:
         raise never_ran(model, silent[0])

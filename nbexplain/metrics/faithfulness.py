@@ -18,7 +18,7 @@ from torch import nn
 
 from ..attribution import Attribution, as_attribution
 from ..baselines._common import model_batch
-from ..core.taps import borrowed, unwrap_model
+from ..core.plumbing import borrowed, unwrap_model
 
 BACKGROUNDS = ("zeros", "gaussian", "uniform")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.plumbing import class_name
 from ._serialize import json_safe, mask_to_uint8
 
 
@@ -52,5 +53,5 @@ def _namer(result: Any):
     fn = getattr(result, "class_name", None)
     if callable(fn):
         return fn
-    labels = getattr(result, "labels", None) or []
-    return lambda k: str(labels[k]) if 0 <= k < len(labels) else f"class {k}"
+    labels = getattr(result, "labels", None)
+    return lambda k: class_name(labels, k)
