@@ -6,8 +6,7 @@ from .attribution import Attribution
 from .compare import Comparison, compare
 from .config import ExplainConfig
 from .explainer import Explainer
-from .explanation import Explanation
-from .persist import load
+from .explanation import Explanation, load
 from .fingerprint import about, method_fingerprint
 
 __all__ = ["audit", "Audit", "Explainer", "Explanation", "ExplainConfig", "AmortizedExplainer", "compare", "Comparison", "Attribution", "load", "about", "method_fingerprint"]

@@ -218,10 +218,16 @@ class Explanation:
 
     @classmethod
     def load(cls, path) -> "Explanation":
-        """The result saved at ``path`` by :meth:`save` (``nbexplain.load``)."""
-        from .persist import load
+        """The result saved at ``path`` by :meth:`save` (``nbexplain.load``), without a model: its
+        figure, summary and widget are those of the saved result. Raises ``ValueError`` for a file
+        that is not an nbexplain explanation or was written in a format this version does not
+        know, and ``FileNotFoundError`` for a missing file."""
+        from .persist import read_explanation
 
-        return load(path)
+        fields, circuits = read_explanation(path)
+        res = cls(**fields)
+        vars(res).update(circuits)  # what the cached properties would have computed
+        return res
 
     def _repr_png_(self) -> bytes:
         from .display import figure_png
@@ -264,3 +270,8 @@ def to_display(t: torch.Tensor, normalization: Normalization | None) -> np.ndarr
     if t.shape[0] == 1:
         t = t.expand(3, -1, -1)
     return t[:3].permute(1, 2, 0).numpy()
+
+
+def load(path) -> Explanation:
+    """Load an :class:`Explanation` saved by ``res.save(path)`` (see :meth:`Explanation.load`)."""
+    return Explanation.load(path)

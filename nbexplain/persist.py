@@ -77,15 +77,14 @@ def save_explanation(res, path, *, circuits: bool | None = None, activations: bo
     return path
 
 
-def load(path):
-    """Load an :class:`~nbexplain.explanation.Explanation` saved by ``res.save(path)``.
-
-    The result needs no model: its figure, summary and widget are those of the saved result.
-    Raises ``ValueError`` for a file that is not an nbexplain explanation or was written in a
-    format this version does not know, and ``FileNotFoundError`` for a missing file.
+def read_explanation(path) -> tuple[dict, dict]:
+    """What ``res.save(path)`` wrote: the :class:`~nbexplain.explanation.Explanation`'s fields (its
+    constructor's keywords; ``model`` None) and its saved circuits by attribute (``circuit``,
+    ``circuit_original``). ``Explanation.load`` builds the result from them, so this module needs
+    no Explanation. Raises ``ValueError`` for a file that is not an nbexplain explanation or was
+    written in a format this version does not know, and ``FileNotFoundError`` for a missing file.
     """
     from . import __version__
-    from .explanation import Explanation
 
     path = os.fspath(path)
     if not Path(path).is_file():
@@ -106,7 +105,7 @@ def load(path):
             f"this nbexplain ({__version__}) reads formats 1 to {FORMAT_VERSION}: upgrade nbexplain to load it"
         )
     f = saved["explanation"]
-    res = Explanation(
+    fields = dict(
         mask=f["mask"], explanation=f["explanation"], input=f["input"], target=f["target"],
         prob_original=f["prob_original"], prob_explanation=f["prob_explanation"], area=f["area"],
         history={k: list(v) for k, v in f["history"].items()}, layers=list(f["layers"]),
@@ -117,11 +116,10 @@ def load(path):
         checks=tuple(_fill_check(c) for c in f["checks"]), sufficient=f["sufficient"], interrupted=f["interrupted"],
         views={name: _view_from(v) for name, v in f["views"].items()}, necessary=_necessary_from(f["necessary"]),
     )
-    inputs = {"circuit": res.explanation, "circuit_original": res.input}
-    for attr, data in saved.get("circuits", {}).items():
-        if attr in inputs:
-            vars(res)[attr] = circuit_from(data, inputs[attr])  # what the cached_property would have computed
-    return res
+    inputs = {"circuit": fields["explanation"], "circuit_original": fields["input"]}
+    circuits = {attr: circuit_from(data, inputs[attr]) for attr, data in saved.get("circuits", {}).items()
+                if attr in inputs}
+    return fields, circuits
 
 
 # -- circuits ---------------------------------------------------------------------------------
@@ -244,4 +242,4 @@ def _necessary_from(d):
     return Necessary(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_explanation", "load", "circuit_dict", "circuit_from"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_explanation", "read_explanation", "circuit_dict", "circuit_from"]

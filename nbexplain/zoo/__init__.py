@@ -10,7 +10,8 @@ trained on ``nbexplain.datasets`` scenes, bundled as weight files.
 
 from .architecture import SmallResNet, SmallViT
 from .evaluation import accuracy, predict, shortcut_report
-from .loading import MODEL_NAMES, ZooModel, load_amortized, load_model
+from .loading import MODEL_NAMES, load_amortized, load_model
 from .pretrained import PRETRAINED_NAMES, imagenet_labels
+from .zoo_model import ZooModel
 
 __all__ = ["PRETRAINED_NAMES", "imagenet_labels", "MODEL_NAMES", "SmallResNet", "SmallViT", "ZooModel", "accuracy", "load_amortized", "load_model", "predict", "shortcut_report"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -12,23 +11,12 @@ from torchvision.transforms import Normalize
 from .architecture import SmallResNet, SmallViT
 from .preprocess import Preprocess
 from .pretrained import PRETRAINED_NAMES, load_efficientnet_lite0
+from .zoo_model import ZooModel
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 RESNET_NAMES = ("honest", "shortcut")
 VIT_NAMES = ("vit_honest", "vit_shortcut")
 MODEL_NAMES = RESNET_NAMES + VIT_NAMES  # bundled with the package
-
-
-@dataclass(frozen=True)
-class ZooModel:
-    """A bundled classifier with everything needed to feed it."""
-
-    name: str
-    model: nn.Module  # eval mode
-    preprocess: Preprocess  # picture -> normalised [3, H, W] tensor
-    normalize: Normalize  # dataset mean/std, also usable on [N, 3, H, W] batches
-    labels: list[str]
-    meta: dict = field(default_factory=dict, repr=False)  # training recipe and measured accuracies
 
 
 def weights_path(name: str) -> Path:

