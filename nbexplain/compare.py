@@ -17,7 +17,7 @@ import torch
 
 from .attribution import Attribution
 from .baselines import METHODS, run_method
-from .baselines._common import model_batch, resolve_target
+from .baselines.common import model_batch, resolve_target
 from .baselines.external import resolve_methods, run_external
 from .config import ExplainConfig
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input

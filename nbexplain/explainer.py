@@ -136,7 +136,7 @@ class Explainer:
 
         callbacks = list(callbacks)
         if live is None:
-            live = not many and _in_notebook()
+            live = not many and in_notebook()
         if live and not many:
             from .widget import live_widget
 
@@ -434,7 +434,7 @@ def _call(callbacks, method: str, info) -> None:
             fn(info)
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
     try:
         from .widget import should_use_widget
     except ImportError:

@@ -164,6 +164,12 @@ class Audit:
 
     # -- rows -------------------------------------------------------------------------------
     @property
+    def rows(self) -> pd.DataFrame:
+        """Every stored row by image id, heavy columns (masks, thumbnails) included: what the gallery
+        and the contact sheet draw from; ``table`` is the light view with the groups."""
+        return self._rows
+
+    @property
     def table(self) -> pd.DataFrame:
         """One row per image (by id, its position in the data), with its group and the group's suspicion."""
         t = self._rows.drop(columns=list(_HEAVY))
@@ -209,7 +215,7 @@ class Audit:
     # -- groups -----------------------------------------------------------------------------
     def regroup(self, features=FEATURES, neighbours: int = 10, max_groups: int = 8, seed: int = 0) -> list[Group]:
         """Group and test again (other features, say) without explaining again."""
-        worker = self._worker_or_none()
+        worker = self.worker_or_none()
         start = time.perf_counter()
         self.groups = find_groups(self._rows, self.mask, worker=worker, labels=self.labels, features=tuple(features),
                                   neighbours=neighbours, max_groups=max_groups, seed=seed)
@@ -273,13 +279,15 @@ class Audit:
         return figure_png(self.contact_sheet(0))
 
     # -- the model again --------------------------------------------------------------------
-    def _worker_or_none(self):
+    def worker_or_none(self):
+        """The worker that runs the model on the audit's images (made on first use), or None when the
+        audit was opened without its model and data."""
         if self._worker is None and self._make_worker is not None:
             self._worker = self._make_worker()
         return self._worker
 
     def _require_worker(self, what: str):
-        worker = self._worker_or_none()
+        worker = self.worker_or_none()
         if worker is None:
             raise ValueError(f"to {what}, reopen the audit with its model and data: Audit.load(out, model=..., data=...)")
         return worker
@@ -329,9 +337,9 @@ def _unpack_zoo(model, preprocess, labels):
 
 def _live_gallery(gallery, labels):
     if gallery is None:
-        from ..explainer import _in_notebook
+        from ..explainer import in_notebook
 
-        gallery = _in_notebook()
+        gallery = in_notebook()
     if not gallery:
         return None
     from ..widget.gallery import live_gallery

@@ -78,7 +78,7 @@ def _draw_map(ax, group: Group) -> None:
 
 def _draw_member(ax, audit, image_id: int, representative: bool) -> None:
     image = _thumbnail(audit, image_id)
-    row = audit._rows.loc[image_id]
+    row = audit.rows.loc[image_id]
     if image is None:
         ax.text(0.5, 0.5, "not\nexplained", ha="center", va="center", fontsize=7, transform=ax.transAxes)
         return

@@ -44,7 +44,7 @@ from torch import nn
 
 from ..attribution import Attribution
 from ..core.plumbing import borrowed, unwrap_model
-from ._common import gradients_on
+from .common import gradients_on
 
 SIGNS = ("absolute_value", "positive", "all")
 ACCEPTED = (

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..attribution import Attribution
 from ..core.plumbing import borrowed, hooks, logits_from, unwrap_model
-from ._common import gradients_on, model_batch, resolve_target
+from .common import gradients_on, model_batch, resolve_target
 
 
 def default_gradcam_layer(model: nn.Module, size: tuple[int, int] | None = None) -> str:

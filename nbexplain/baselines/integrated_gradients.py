@@ -9,7 +9,7 @@ from torch import nn
 
 from ..attribution import Attribution
 from ..core.plumbing import borrowed, unwrap_model
-from ._common import gradients_on, model_batch, resolve_target
+from .common import gradients_on, model_batch, resolve_target
 
 
 def integrated_gradients(

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..attribution import Attribution
 from ..core.plumbing import borrowed, unwrap_model
-from ._common import model_batch, resolve_target
+from .common import model_batch, resolve_target
 
 
 def occlusion_window(height: int, width: int) -> tuple[int, int]:

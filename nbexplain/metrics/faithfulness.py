@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..attribution import Attribution, as_attribution
-from ..baselines._common import model_batch
+from ..baselines.common import model_batch
 from ..core.plumbing import borrowed, unwrap_model
 
 BACKGROUNDS = ("zeros", "gaussian", "uniform")

@@ -30,7 +30,7 @@ def text_output(text: str) -> dict:
 
 def describe(audit: Any, image_id: int, reopen_hint: bool) -> dict:
     """An HTML line naming the image, its group and its stored numbers."""
-    row = audit._rows.loc[int(image_id)]
+    row = audit.rows.loc[int(image_id)]
     group = audit.group_of(image_id)
     names = audit.labels
 

@@ -38,7 +38,7 @@ class WireRow:
 
 
 def row_records(rows: Any) -> Iterable[Mapping[str, Any]]:
-    """Dicts of a pyarrow Table (the audit's shards) or a pandas DataFrame (``Audit._rows``)."""
+    """Dicts of a pyarrow Table (the audit's shards) or a pandas DataFrame (``Audit.rows``)."""
     if hasattr(rows, "to_pylist"):
         return rows.to_pylist()
     if hasattr(rows, "to_dict"):

@@ -45,8 +45,7 @@ def live_widget(labels: Sequence[str] | None = None, static_fallback: bool = Tru
 
     from ._widget import ExplanationWidget
 
-    widget = ExplanationWidget(labels=labels, **options)
-    _CELLS.adopt(widget, current_cell())
+    widget = adopt_in_cell(ExplanationWidget(labels=labels, **options))
     handle = display(widget, display_id=True)
     if static_fallback:
         widget.display_handle = handle
@@ -61,7 +60,11 @@ def result_widget(result: Any, **options: Any):
     """
     from ._widget import ExplanationWidget
 
-    widget = ExplanationWidget.from_result(result, **options)
+    return adopt_in_cell(ExplanationWidget.from_result(result, **options))
+
+
+def adopt_in_cell(widget: Any) -> Any:
+    """Ties ``widget`` to the running cell, so that it is closed when that cell runs again."""
     _CELLS.adopt(widget, current_cell())
     return widget
 

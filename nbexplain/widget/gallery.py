@@ -105,7 +105,7 @@ class GalleryWidget(anywidget.AnyWidget):
         self._audit = audit
         self._light = []
         wire = {}
-        for record in row_records(audit._rows):
+        for record in row_records(audit.rows):
             row = encode_row(record, self._wire)
             wire[row.id] = row
         self._wire = wire
@@ -173,14 +173,14 @@ class GalleryWidget(anywidget.AnyWidget):
                        "Audit.load(out, model=..., data=...).gallery()).")
             self._show([text_output(message)], image_id)
             return False, message
-        if image_id not in audit._rows.index:
+        if image_id not in audit.rows.index:
             message = f"image {image_id} is not in this audit ({len(audit)} images)"
             self._show([text_output(message)], -1)
             return False, message
-        failed = audit._rows.loc[image_id, "error"]
+        failed = audit.rows.loc[image_id, "error"]
         has_error = isinstance(failed, str) and bool(failed)
         try:
-            worker = None if has_error else audit._worker_or_none()
+            worker = None if has_error else audit.worker_or_none()
         except Exception as err:  # a model that cannot be rebuilt: show what is stored
             worker, has_error = None, False
             note = f"The model could not be loaded: {type(err).__name__}: {err}"
@@ -262,19 +262,17 @@ def live_gallery(labels: Sequence[str] | None = None) -> GalleryWidget:
     The gallery a cell showed on its previous run is closed when the cell runs again."""
     from IPython.display import display
 
-    from ._live import _CELLS, current_cell
+    from ._live import adopt_in_cell
 
-    view = GalleryWidget(labels=labels)
-    _CELLS.adopt(view, current_cell())
+    view = adopt_in_cell(GalleryWidget(labels=labels))
     view.display_handle = display(view, display_id=True)
     return view
 
 
 def gallery_of(audit: Any, **kwargs: Any) -> GalleryWidget:
     """The gallery of a finished audit (``Audit.gallery()``)."""
-    from ._live import _CELLS, current_cell
+    from ._live import adopt_in_cell
 
-    view = GalleryWidget(labels=audit.labels, **kwargs)
-    _CELLS.adopt(view, current_cell())
+    view = adopt_in_cell(GalleryWidget(labels=audit.labels, **kwargs))
     view.show_audit(audit)
     return view
