@@ -35,6 +35,21 @@ def test_a_callable_is_run_upsampled_scored_and_named(tiny, image):
     assert len(fig.axes) == 2 * 3 and fig.axes[2].get_title().startswith("coarse_map\n")
 
 
+@pytest.mark.parametrize("ask", ["in place", "on a clone"])
+def test_a_callable_asks_for_input_gradients_the_usual_ways_and_leaves_the_weights_alone(tiny, image, ask):
+    """Gradient x input written the two common ways: the callable gets a leaf that needs no grad."""
+
+    def grad_times_input(model, x, target):
+        assert x.is_leaf and not x.requires_grad
+        x = x.requires_grad_() if ask == "in place" else x.clone().requires_grad_()
+        model(x)[0, target].backward()
+        return (x.grad * x).sum(1)[0]
+
+    a = compare(tiny, image, methods={"gxi": grad_times_input}, target=TARGET).attributions["gxi"]
+    assert a.map.abs().sum() > 0
+    assert all(p.grad is None for p in tiny.parameters())
+
+
 @pytest.mark.parametrize("shape", [(32, 32), (1, 32, 32), (1, 1, 32, 32)])
 def test_full_size_maps_of_every_accepted_shape_are_one_map(tiny, image, shape):
     values = torch.rand(32, 32, generator=torch.Generator().manual_seed(0))

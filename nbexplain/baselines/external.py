@@ -3,7 +3,8 @@
 Accepted, besides the built-in names (``"nbexplain"`` and :data:`nbexplain.baselines.METHODS`):
 
 - a callable ``fn(model, x, target, **options) -> map``: ``x`` is the model-space input
-  ``[1, C, H, W]`` on the model's device, ``target`` an int;
+  ``[1, C, H, W]`` on the model's device, a leaf tensor that does not require gradients (call
+  ``x.requires_grad_()`` for them: the model's weights are frozen meanwhile), ``target`` an int;
 - a Captum attribution object: anything with ``.attribute(inputs, target=...)``, e.g.
   ``IntegratedGradients(model)``, ``Occlusion(model)`` or ``LayerGradCam(model, model.layer4)``;
   ``method_options`` go to ``attribute()`` (``n_steps=``, ``sliding_window_shapes=``...);
@@ -178,8 +179,10 @@ def run_external(method: Any, model: nn.Module, x: torch.Tensor, target: int, na
     net = unwrap_model(model)
     start = time.perf_counter()
     with borrowed(net), gradients_on():
-        # The model's weights are frozen while it is borrowed: gradients start at the input.
-        raw = call(method, model, x.detach().clone().requires_grad_(kind != "captum"), target, options)
+        # The model's weights are frozen while it is borrowed, so gradients start at the input. A CAM
+        # object needs them there; a callable gets a plain leaf tensor and asks for them itself
+        # (``x.requires_grad_()`` or ``x.clone().requires_grad_()`` both work), as in Captum.
+        raw = call(method, model, x.detach().clone().requires_grad_(kind == "cam"), target, options)
     if isinstance(raw, Attribution):
         raw = raw.map
     result = to_input_map(raw, size, sign, name)
