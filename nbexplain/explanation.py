@@ -98,31 +98,15 @@ class Explanation:
     @cached_property
     def circuit(self):
         """The channel-level circuit read from the explanation's forward pass (for a transformer: its
-        attention heads and MLP units, ``nbexplain.core.transformer_circuit``)."""
-        from .core.circuit import read_circuit
-
+        attention heads and MLP units, ``nbexplain.circuits.transformer``)."""
         self._require_model("its circuit")
-        if self._reads_tokens:
-            return self._transformer_circuit("explanation")
-        return read_circuit(
-            self._network or self.model, self.layers, self.activations_explanation, self.target,
-            acts_other=self.activations_original, labels=self.labels, source="explanation",
-            inputs=self.explanation,
-        )
+        return self._circuit("explanation")
 
     @cached_property
     def circuit_original(self):
         """The same readout on the original image, for comparison."""
-        from .core.circuit import read_circuit
-
         self._require_model("the circuit of the original image")
-        if self._reads_tokens:
-            return self._transformer_circuit("original")
-        return read_circuit(
-            self._network or self.model, self.layers, self.activations_original, self.target,
-            acts_other=self.activations_explanation, labels=self.labels, source="original",
-            inputs=self.input,
-        )
+        return self._circuit("original")
 
     def _require_model(self, what: str) -> None:
         if self.model is None and self._network is None:
@@ -131,28 +115,15 @@ class Explanation:
                 "image again with the model (or read res.circuit before res.save(path), which then keeps it)"
             )
 
-    @property
-    def _reads_tokens(self) -> bool:
-        """Whether the circuit is a transformer's (heads and units): token layers, or channels-last
-        stages (Swin) of a model with attention."""
-        layouts = {getattr(v, "layout", None) for v in self.views.values()}
-        if "tokens" in layouts:
-            return True
-        from .core.sites import has_attention
+    def _circuit(self, source: str):
+        from .circuits import circuit_of
 
-        return "channels_last" in layouts and has_attention(self._network or self.model)
-
-    def _transformer_circuit(self, source: str):
-        from .core.circuit import CircuitUnsupportedError
-        from .core.transformer_circuit import read_transformer_circuit
-
-        layers = [n for n in self.layers if getattr(self.views.get(n), "layout", None) in ("tokens", "channels_last")]
-        if len(layers) < len(self.layers) and all(self.views[n].layout == "tokens" for n in layers):
-            raise CircuitUnsupportedError("a transformer circuit needs every tapped layer to be a block over tokens; "
-                                          f"these are {self.layers}", advice=False)
-        mine, other = (self.explanation, self.input) if source == "explanation" else (self.input, self.explanation)
-        return read_transformer_circuit(self._network or self.model, layers, self.views, self.target, mine,
-                                        inputs_other=other, labels=self.labels, source=source)
+        images = (self.explanation, self.input)
+        acts = (self.activations_explanation, self.activations_original)
+        if source == "original":
+            images, acts = images[::-1], acts[::-1]
+        return circuit_of(self._network or self.model, self.layers, self.views, self.target, inputs=images[0],
+                          inputs_other=images[1], acts=acts[0], acts_other=acts[1], labels=self.labels, source=source)
 
     # -- display -----------------------------------------------------------
     def summary(self) -> str:

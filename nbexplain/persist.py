@@ -124,7 +124,7 @@ def read_explanation(path) -> tuple[dict, dict]:
 
 # -- circuits ---------------------------------------------------------------------------------
 def circuit_dict(circuit) -> dict:
-    """A :class:`~nbexplain.core.circuit.Circuit` as plain data (its graph, energies, node pictures,
+    """A :class:`~nbexplain.circuits.Circuit` as plain data (its graph, energies, node pictures,
     sizing and settings; not its model, input or the sites' modules)."""
     cfg = circuit.config
     config = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)} if dataclasses.is_dataclass(cfg) else {}
@@ -139,11 +139,12 @@ def circuit_dict(circuit) -> dict:
 
 
 def circuit_from(data: dict, inputs: torch.Tensor | None = None):
-    """The :class:`~nbexplain.core.circuit.Circuit` saved by :func:`circuit_dict`, without a model:
+    """The :class:`~nbexplain.circuits.Circuit` saved by :func:`circuit_dict`, without a model:
     its graph, repr and comparisons work; ``validate()`` says it needs the model. ``inputs``: the
     [C, H, W] input whose forward pass it read (the explanation's or the image)."""
-    from .core.circuit import Circuit, CircuitConfig
-    from .core.circuit_validate import Sizing
+    from .circuits.circuit import Circuit
+    from .circuits.config import CircuitConfig
+    from .circuits.validate import Sizing
 
     graph = data["graph"]
     sizing = graph.get("sizing")

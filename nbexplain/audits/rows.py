@@ -167,7 +167,7 @@ def _on_object(mask: np.ndarray, obj: np.ndarray | None) -> float | None:
 
 
 def _circuit_channels(res) -> list[str]:
-    from ..core.circuit import CircuitUnsupportedError
+    from ..errors import CircuitUnsupportedError
 
     try:
         channels = res.circuit.channels

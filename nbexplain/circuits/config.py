@@ -18,7 +18,7 @@ class CircuitConfig:
         None, each layer keeps the fewest channels - ranked by relevance to the target
         (activation x gradient of its logit) - with which the circuit alone still keeps
         the target in ``validate()``'s own ablation test (see
-        ``circuit_validate.decision_sizes``); the size follows what the decision needs.
+        ``validate.decision_sizes``); the size follows what the decision needs.
         ``"fixed"``: the ``nodes_per_layer`` budget below, channels ranked by energy.
         Without an input, or with ``nodes_per_layer`` given, the budget applies.
     nodes_per_layer: channels kept per tapped layer: an int for every layer, a mapping

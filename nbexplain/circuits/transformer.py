@@ -1,13 +1,17 @@
 """The circuit of a vision transformer: attention heads and MLP units of the tapped blocks.
 
+This reader supplies what differs from a CNN (its sites: the heads and units of each block; their
+energies; the virtual weights between them and to the classes) and ``nbexplain.circuits.engine``
+builds the circuit from them, as it does a CNN's.
+
 What the graph means
 --------------------
-* **Nodes** are the heads and the MLP units of each tapped block (``nbexplain.core.sites``),
+* **Nodes** are the heads and the MLP units of each tapped block (``nbexplain.circuits.sites``),
   chosen and sized by the decision exactly as a CNN's channels are: ranked by relevance
   (activation times the gradient of the target's logit, summed over tokens), each site keeping
   the shortest prefix with which the circuit alone - every other head and unit of the tapped
   blocks filled - keeps the target top-1 and recovers half of what they add to it over the
-  empty set (``circuit_validate.decision_sizes``). ``validate()`` ablates heads and units and
+  empty set (``validate.decision_sizes``). ``validate()`` ablates heads and units and
   compares with random sets of equal size. A node's picture is its output at each patch: the
   norm of a head's output, a unit's activation.
 * **Edges** ``u -> v`` join a site to the next one in depth (a block's heads to its units, its
@@ -31,23 +35,21 @@ import re
 import torch
 from torch import nn
 
-from .circuit_config import CircuitConfig, check_choice
-from .circuit_validate import channel_relevance, decision_sizes
-from .plumbing import class_name, eval_mode, hooks, logits_from, model_device_dtype
+from ..core.plumbing import eval_mode, hooks, logits_from, model_device_dtype
+from .circuit import SOURCES, Circuit, channel_energy
+from .config import CircuitConfig, check_choice
+from .engine import Head, Reading, build_circuit, check_target
 from .sites import MultiheadAttentionSite, Site, block_sites, never_ran, unsupported
 
 
 def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int, inputs: torch.Tensor, *,
                              inputs_other: torch.Tensor | None = None, config: CircuitConfig | None = None,
-                             labels=None, source: str = "explanation"):
+                             labels=None, source: str = "explanation") -> Circuit:
     """The head/unit circuit of ``inputs`` [C, H, W] for ``target`` (see the module docstring).
     ``layers`` are the tapped transformer blocks, ``views`` their token views; ``inputs_other``
     (the other of image and explanation) gives the nodes' energies and pictures there too."""
-    from .circuit import Circuit, _check_target, _class_edges, _layer_edges, _shown_classes, _top_channels, \
-        channel_energy
-
     config = CircuitConfig() if config is None else config
-    check_choice("source", source, ("explanation", "original"))
+    check_choice("source", source, SOURCES)
     stages = [n for n in layers if views[n].layout == "channels_last"]
     if stages:  # Swin: say what stops the heads from being read, if anything does, else what is missing
         record_sites(model, [site for n in stages for site in block_sites(model, n, views[n])], inputs)
@@ -61,65 +63,28 @@ def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int,
     by_name = {s.name: s for s in sites}
     names = tuple(by_name)
     logits, values = record_sites(model, sites, inputs)
-    target = _check_target(target, logits.numel())
+    check_target(target, logits.numel())  # before the other image's forward
     maps = {n: by_name[n].node_maps(values[n][None])[0] for n in names}
     energies = {n: channel_energy(maps[n], config.energy) for n in names}
-    maps_other, energies_other = None, None
+    node_maps, energies_other = {source: maps}, None
     if inputs_other is not None:
         _, values_other = record_sites(model, sites, inputs_other)
         maps_other = {n: by_name[n].node_maps(values_other[n][None])[0] for n in names}
         energies_other = {n: channel_energy(maps_other[n], config.energy) for n in names}
-
-    sizing, relevance = None, None
-    if config.sizing == "decision" and config.nodes_per_layer is None:
-        relevance = channel_relevance(model, names, inputs, target, config.validate_fill, sites=by_name)
-        orders = {n: _top_channels(relevance[n], len(relevance[n])) for n in names}
-        sizing = decision_sizes(model, names, orders, inputs, target=target, fill=config.validate_fill,
-                                recover=config.recover, sites=by_name)
-        selected = {n: orders[n][:sizing.sizes[n]] for n in names}
-    else:
-        selected = {n: _top_channels(energies[n], config.nodes_for(n, len(energies[n]), n == names[-1]))
-                    for n in names}
-
-    edges = []
-    for prev, cur in zip(names, names[1:]):
-        t = virtual_weights(model, by_name[prev], by_name[cur])
-        if config.transfer_norm == "max" and t.max() > 0:
-            t = t / t.max()
-        edges += _layer_edges(prev, cur, t, energies[prev], selected[prev], selected[cur], config.edges_per_node)
-    last = by_name[names[-1]]
-    classes = _shown_classes(logits, target, config.class_top_k)
-    head = class_weights(model, last, logits.numel())
-    if head is not None:
-        activity = class_token_activity(last, values[last.name])
-        edges += _class_edges(last.name, classes, head, None, activity, selected[last.name], config.edges_per_class)
-
-    if labels is not None:
-        labels = list(labels)
-    probs = torch.softmax(logits, dim=0)
-
-    nodes = []
-    for index, n in enumerate(names):
-        site = by_name[n]
-        for ch in selected[n]:
-            mine = float(energies[n][ch])
-            other = float(energies_other[n][ch]) if energies_other is not None else None
-            on_original, on_explanation = (other, mine) if source == "explanation" else (mine, other)
-            node = {"id": f"{n}:{ch}", "kind": "channel", "unit": site.kind, "layer": n, "layer_index": index,
-                    "channel": ch, "energy": mine, "energy_original": on_original,
-                    "energy_explanation": on_explanation}
-            if relevance is not None:
-                node["relevance"] = float(relevance[n][ch])
-            nodes.append(node)
-    for k in classes:
-        nodes.append({"id": f"class:{k}", "kind": "class", "class": k, "name": class_name(labels, k),
-                      "logit": float(logits[k]), "prob": float(probs[k]), "layer_index": len(names)})
-    node_maps = {source: maps}
-    if maps_other is not None:
         node_maps["original" if source == "explanation" else "explanation"] = maps_other
-    return Circuit(target=target, target_name=class_name(labels, target), source=source, layers=names, nodes=nodes,
-                   edges=edges, energies=energies, energies_other=energies_other, config=config, model=model,
-                   inputs=inputs.detach(), sizing=sizing, sites=by_name, node_maps=node_maps, layer_labels=labels_of)
+    last = by_name[names[-1]]
+
+    def head():
+        weights = class_weights(model, last, logits.numel())
+        if weights is None:
+            return None
+        return Head(transfer=weights, activity=class_token_activity(last, values[last.name]))
+
+    reading = Reading(model=model, layers=names, logits=logits, energies=energies, energies_other=energies_other,
+                      transfer=lambda prev, cur: virtual_weights(model, by_name[prev], by_name[cur]), head=head,
+                      inputs=inputs.detach(), sites=by_name, units={n: by_name[n].kind for n in names},
+                      node_maps=node_maps, layer_labels=labels_of)
+    return build_circuit(reading, target, config=config, labels=labels, source=source)
 
 
 def short_block_name(block: str) -> str:
