@@ -22,7 +22,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 #: Folders and modules whose code decides results (relative to the package).
-METHOD_PARTS = ("core", "audits", "baselines", "metrics", "datasets", "zoo", "config.py", "explainer.py",
+METHOD_PARTS = ("core", "circuits", "audits", "baselines", "metrics", "datasets", "zoo", "config.py", "explainer.py",
                 "amortized.py", "compare.py", "attribution.py", "explanation.py")
 
 
