@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import resolve_config
+from .types import ConfigLike, Images, Labels, Preprocess, Target
 from .core.fills import make_fill
 from .core.inputs import DefaultPreprocess, Normalization, per_image, split_images, to_model_input
 from .core.masknet import MaskUNet
@@ -107,7 +108,8 @@ class AmortizedExplainer(Explainer):
     >>> am.save("amortized.pt"); AmortizedExplainer.load("amortized.pt", model)
     """
 
-    def __init__(self, model, layers=None, preprocess=None, labels=None, config=None, device=None):
+    def __init__(self, model: nn.Module, layers: list[str] | None = None, preprocess: Preprocess = None,
+                 labels: Labels = None, config: ConfigLike = None, device: str | torch.device | None = None):
         super().__init__(model, layers=layers, preprocess=preprocess, labels=labels, config=config, device=device)
         from .core.taps import plan_layers
 
@@ -124,7 +126,7 @@ class AmortizedExplainer(Explainer):
         self.classes_seen: tuple[int, ...] = ()  #: the classes fit() explained
 
     # ------------------------------------------------------------------
-    def fit(self, images, targets=None, *, masks=None, steps: int = 1000, finetune_steps: int = 0,
+    def fit(self, images, targets: Target = None, *, masks: torch.Tensor | None = None, steps: int = 1000, finetune_steps: int = 0,
             batch_size: int = 16, lr: float = 3e-3, teacher: str = "fast", seed: int = 0,
             progress: bool = True) -> "AmortizedExplainer":
         """Train the generator over ``images``: a list of images or ``(image, label)`` pairs, a
@@ -304,8 +306,8 @@ class AmortizedExplainer(Explainer):
                 self.fit_history.setdefault("finetune", []).append(float(total.detach()))
 
     # ------------------------------------------------------------------
-    def explain(self, image, target=None, *, refine: int = 0, seed: int = 0, progress: bool = False,
-                callbacks=(), live: bool | None = False, config=None, **options):
+    def explain(self, image: Images, target: Target = None, *, refine: int = 0, seed: int = 0, progress: bool = False,
+                callbacks=(), live: bool | None = False, config: ConfigLike = None, **options):
         """One generator pass and its smallest sufficient cut (plus ``refine`` per-image steps from it).
 
         Same-size images of a list (or of a batched tensor ``[B, C, H, W]``) go through together, as

@@ -8,6 +8,7 @@ explanation's by default, so the mask metrics compare like with like.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 import dataclasses
 import html
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .config import ExplainConfig
 from .core.inputs import DefaultPreprocess, find_normalization, to_model_input
 from .core.plumbing import class_name, input_channels, unwrap_model
 from .core.fills import make_fill
+from .types import ConfigLike, ImageLike, Labels, Preprocess, Target
 from .metrics import METRICS, apply_mask, class_probabilities, score_attribution
 
 DEFAULT_AREA = 0.2  #: binarisation area when there is neither an explanation nor a ground truth
@@ -188,8 +190,11 @@ class Comparison:
 
 
 def compare(
-    model, img, methods=("nbexplain", "gradcam", "occlusion"), gt_mask=None, target=None, explainer=None,
-    preprocess=None, save=None, *, area=None, fill=None, labels=None, method_options=None, **explain_kwargs,
+    model: torch.nn.Module, img: ImageLike, methods: Sequence | Mapping = ("nbexplain", "gradcam", "occlusion"),
+    gt_mask: torch.Tensor | np.ndarray | None = None, target: Target = None, explainer=None,
+    preprocess: Preprocess = None, save: str | None = None, *, area: float | None = None,
+    fill: str | torch.Tensor | None = None, labels: Labels = None, method_options: Mapping[str, dict] | None = None,
+    **explain_kwargs,
 ) -> Comparison:
     """Explain one image with several methods and score them all on the same target.
 

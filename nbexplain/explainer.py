@@ -24,6 +24,7 @@ from .core.relevance import relevance_maps, relevance_probes
 from .core.plumbing import LogitsOf, borrowed, class_name, input_channels, model_device, unwrap_model
 from .core.taps import LayerPlan, plan_layers, resolve_layers, tap_activations
 from .explanation import Explanation
+from .types import ConfigLike, Images, Labels, Preprocess, Target
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class Explainer:
         Where to compute; must be where the model's parameters are (default).
     """
 
-    def __init__(self, model: nn.Module, layers=None, preprocess=None, labels=None, config=None, device=None):
+    def __init__(self, model: nn.Module, layers: Sequence[str] | None = None, preprocess: Preprocess = None,
+                 labels: Labels = None, config: ConfigLike = None, device: str | torch.device | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
@@ -99,8 +101,9 @@ class Explainer:
         return torch.from_numpy(to_display(x, self.normalization)).permute(2, 0, 1)
 
     # ------------------------------------------------------------------
-    def explain(self, image, target=None, *, foil=None, seed: int = 0, progress: bool = True, callbacks: Sequence = (),
-                live: bool | None = None, config=None, **options):
+    def explain(self, image: Images, target: Target = None, *, foil: Target = None, seed: int = 0, progress: bool = True,
+                callbacks: Sequence = (), live: bool | None = None, config: ConfigLike = None,
+                **options) -> Explanation | list[Explanation]:
         """Explain one image, or several optimised together: a list of images or a batched
         tensor ``[B, C, H, W]`` (``B > 1``; a ``[1, C, H, W]`` tensor is one image).
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import torch
 
 from ..config import resolve_config
+from ..types import ConfigLike, Labels, Preprocess
 from .analysis import find_groups
 from .artifacts import Artifact, find_artifacts
 from .data import as_audit_data
@@ -31,8 +32,9 @@ GROUP_COLUMNS = ["group", "target", "target_name", "size", "suspicion", "transpl
                  "accuracy", "mean_area", "transplants", "representative", "channels"]
 
 
-def audit(model, data, *, out=None, target="predicted", config="fast", layers=None, preprocess=None, labels=None,
-          masks=None, circuits: bool = True, seed: int = 0, engine: str = "local", chunk: int = 16,
+def audit(model: torch.nn.Module, data, *, out: str | None = None, target: str | int = "predicted",
+          config: ConfigLike = "fast", layers: list[str] | None = None, preprocess: Preprocess = None,
+          labels: Labels = None, masks: torch.Tensor | None = None, circuits: bool = True, seed: int = 0, engine: str = "local", chunk: int = 16,
           actors: int | None = None, cpus_per_actor: float = 1, gpus_per_actor: float = 0, address: str | None = None,
           num_cpus: int | None = None, features=FEATURES, progress: bool = True, gallery: bool | None = None) -> "Audit":
     """Explain every image of ``data``, group the images decided by the same evidence, and test
