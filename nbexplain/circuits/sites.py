@@ -9,7 +9,9 @@ an attention head or an MLP unit of a tapped block:
   (``attention.output.dense``) call that projection as a module, so a forward pre-hook sees
   its input. torchvision's ``nn.MultiheadAttention`` passes its weights to a functional call,
   so for it the heads are recomputed from the module's own weights and inputs, and the
-  recomputation is checked against the module's output on every clean forward;
+  recomputation is checked against the module's output on every clean forward. torchvision's
+  Swin (``ShiftedWindowAttention``, V1 and V2) does the same with its windowed attention: its
+  heads are recomputed the same way, channels-last ``[B, H, W, heads * head_dim]``;
 * **units** are the hidden activations at the input of the MLP's output Linear (``mlp.fc2``,
   torchvision ``mlp.3``, Hugging Face ``output.dense``), whatever activation code precedes it.
 
@@ -25,6 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models import swin_transformer as tv_swin
 
 from ..errors import CircuitUnsupportedError
 from ..core.views import CHANNELS_FIRST, MapView
@@ -63,7 +66,7 @@ class Site:
         if self.channel_dim == 1:
             return z.unsqueeze(2)  # [B, C, 1, h, w]
         b = z.shape[0]
-        return z.reshape(b, z.shape[1], self.n, self.group).permute(0, 2, 1, 3)  # [B, n, N, group]
+        return z.reshape(b, -1, self.n, self.group).permute(0, 2, 1, 3)  # [B, n, N, group]; N = H * W if [B, H, W, C]
 
     def node_maps(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, n, h, w]`` pictures of the nodes: a channel's map; a head's output norm or a unit's
@@ -72,7 +75,10 @@ class Site:
             return z
         per_token = self.node_values(z)
         per_token = per_token.norm(dim=3) if self.group > 1 else per_token[..., 0]  # [B, n, N]
-        return self.view.map(per_token.transpose(1, 2))  # tokens [B, N, n] -> [B, n, gh, gw]
+        tokens = per_token.transpose(1, 2)  # [B, N, n]
+        if z.dim() == 4:  # channels-last [B, H, W, C] (Swin)
+            tokens = tokens.reshape(*z.shape[:3], self.n)
+        return self.view.map(tokens)  # -> [B, n, gh, gw]
 
 
 class OutputSite(Site):
@@ -147,6 +153,53 @@ class MultiheadAttentionSite(Site):
         return mha.register_forward_hook(hook, with_kwargs=True)
 
 
+class WindowAttentionSite(Site):
+    """The heads of torchvision's ``ShiftedWindowAttention`` (Swin, V1 and V2), recomputed from its
+    weights: it passes them to ``shifted_window_attention``, so its ``proj`` never runs as a module.
+    ``z`` is the concatenated heads channels-last ``[B, H, W, heads * head_dim]``, what ``proj``
+    projects token by token; the recomputation is checked against the module's output on every forward."""
+
+    channel_dim = -1
+    kind = "head"
+
+    def __init__(self, name: str, module_name: str, attention: nn.Module, view: MapView):
+        self.name, self.module_name, self.view = name, module_name, view
+        self.n = attention.num_heads
+        self.group = attention.proj.in_features // attention.num_heads
+        self.owner = type(attention).__name__
+
+    def attach(self, model, fn):
+        attention = model.get_submodule(self.module_name)
+
+        def hook(module, args, out):
+            z = window_heads(attention, args[0])
+            if not torch.allclose(F.linear(z, attention.proj.weight, attention.proj.bias), out, atol=1e-4, rtol=1e-3):
+                raise unsupported(f"the heads of {self.module_name!r} ({self.owner}) could not be recomputed "
+                                  "exactly from its weights")
+            new = fn(z)
+            return None if new is None else F.linear(new, attention.proj.weight, attention.proj.bias)
+        return attention.register_forward_hook(hook)
+
+
+def is_window_attention(module: nn.Module) -> bool:
+    """Whether ``module`` is torchvision's ``ShiftedWindowAttention`` (or its V2)."""
+    return isinstance(module, tv_swin.ShiftedWindowAttention)
+
+
+def window_heads(attention: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The concatenated head outputs ``[B, H, W, heads * head_dim]`` of a ``ShiftedWindowAttention``
+    on ``x`` [B, H, W, C]: torchvision's own ``shifted_window_attention`` with the module's weights
+    and an identity in place of ``proj``. Windows are reversed, the shift undone and the padding
+    removed after ``proj``, which acts on each token alone, so ``proj`` of this is the module's output."""
+    width = attention.proj.in_features
+    eye = torch.eye(width, device=x.device, dtype=x.dtype)
+    return tv_swin.shifted_window_attention(
+        x, attention.qkv.weight, eye, attention.get_relative_position_bias(), attention.window_size,
+        attention.num_heads, shift_size=attention.shift_size, attention_dropout=attention.attention_dropout,
+        dropout=0.0, qkv_bias=attention.qkv.bias, proj_bias=None, logit_scale=getattr(attention, "logit_scale", None),
+        training=attention.training)
+
+
 def _mha_inputs(site, args, kwargs):
     names = ("query", "key", "value")
     values = [args[i] if i < len(args) else kwargs.get(n) for i, n in enumerate(names)]
@@ -219,6 +272,9 @@ def _attention_site(block: str, module: nn.Module, view: MapView) -> Site:
         if isinstance(m, nn.MultiheadAttention):
             path = f"{block}.{name}" if name else block
             return MultiheadAttentionSite(f"{path}.heads", path, m, view)
+        if is_window_attention(m):
+            path = f"{block}.{name}" if name else block
+            return WindowAttentionSite(f"{path}.heads", path, m, view)
     candidates = []
     for name, m in named:
         heads = next((getattr(m, a) for a in HEAD_COUNT_ATTRS if isinstance(getattr(m, a, None), int)), None)

@@ -24,6 +24,10 @@ What the graph means
   only (blocks in between also read and write the stream), and LayerNorm's gain and
   per-token scaling are left out. As for CNNs, ``score = T[v, u] * energy(u)`` with ``T``
   divided by its largest entry, and each node keeps its ``edges_per_node`` strongest inputs.
+* **Swin** (torchvision, channels-last stages): each tapped stage gives the heads and units of each of
+  its blocks; window heads are recomputed from the attention's weights (``sites.WindowAttentionSite``).
+  Between stages, patch merging changes the stream's width: ``T`` goes through the merging Linear
+  (``virtual_weights``), its LayerNorm left out.
 * **Class edges** ``u -> class:k``: ``|W_head[k] . W_u|`` times ``u``'s activity at the class
   token (the mean over tokens for models without one).
 """
@@ -36,10 +40,12 @@ import torch
 from torch import nn
 
 from ..core.plumbing import eval_mode, hooks, logits_from, model_device_dtype
+from ..errors import CircuitUnsupportedError
 from .circuit import SOURCES, Circuit, channel_energy
 from .config import CircuitConfig, check_choice
 from .engine import Head, Reading, build_circuit, check_target
-from .sites import MultiheadAttentionSite, Site, block_sites, never_ran, unsupported
+from .sites import (MultiheadAttentionSite, Site, WindowAttentionSite, block_sites, is_window_attention, never_ran,
+                    unsupported)
 
 
 def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int, inputs: torch.Tensor, *,
@@ -50,16 +56,12 @@ def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int,
     (the other of image and explanation) gives the nodes' energies and pictures there too."""
     config = CircuitConfig() if config is None else config
     check_choice("source", source, SOURCES)
-    stages = [n for n in layers if views[n].layout == "channels_last"]
-    if stages:  # Swin: say what stops the heads from being read, if anything does, else what is missing
-        record_sites(model, [site for n in stages for site in block_sites(model, n, views[n])], inputs)
-        raise unsupported("the heads of windowed attention over channels-last stages (Swin) are not read yet; "
-                          "nbexplain reads ViT-style blocks over tokens")
     sites, labels_of = [], {}
-    for block in layers:
-        for site in block_sites(model, block, views[block]):
-            sites.append(site)
-            labels_of[site.name] = f"{short_block_name(block)} {site.kind}s"
+    for layer in layers:
+        for block, label in blocks_of(model, layer, views[layer]):
+            for site in block_sites(model, block, views[layer]):
+                sites.append(site)
+                labels_of[site.name] = f"{label} {site.kind}s"
     by_name = {s.name: s for s in sites}
     names = tuple(by_name)
     logits, values = record_sites(model, sites, inputs)
@@ -85,6 +87,22 @@ def read_transformer_circuit(model: nn.Module, layers, views: dict, target: int,
                       inputs=inputs.detach(), sites=by_name, units={n: by_name[n].kind for n in names},
                       node_maps=node_maps, layer_labels=labels_of)
     return build_circuit(reading, target, config=config, labels=labels, source=source)
+
+
+def blocks_of(model: nn.Module, layer: str, view) -> list[tuple[str, str]]:
+    """``[(block, column title)]``: the tapped layer itself for a ViT; for a channels-last stage
+    (Swin, a sequence of blocks) each of its blocks, ``stage 1.0`` for block 0 of ``features.1``."""
+    if view.layout != "channels_last":
+        return [(layer, short_block_name(layer))]
+    stage = model.get_submodule(layer)
+    if any(is_window_attention(m) for m in stage.children()):
+        return [(layer, short_block_name(layer))]  # the stage is one block
+    blocks = [(f"{layer}.{name}", f"stage {short_block_name(layer).split()[-1]}.{name}")
+              for name, m in stage.named_children() if any(is_window_attention(a) for a in m.modules())]
+    if not blocks:
+        raise unsupported(f"the channels-last stage {layer!r} ({type(stage).__name__}) has no windowed attention "
+                          "nbexplain reads (torchvision's ShiftedWindowAttention)")
+    return blocks
 
 
 def short_block_name(block: str) -> str:
@@ -122,6 +140,8 @@ def write_weight(model: nn.Module, site: Site) -> torch.Tensor:
     module = model.get_submodule(site.module_name)
     if isinstance(site, MultiheadAttentionSite):
         return module.out_proj.weight.detach()
+    if isinstance(site, WindowAttentionSite):
+        return module.proj.weight.detach()
     return module.weight.detach()
 
 
@@ -130,6 +150,8 @@ def read_weight(model: nn.Module, site: Site) -> torch.Tensor:
     value projection, a unit's row of the MLP's input layer)."""
     if isinstance(site, MultiheadAttentionSite):
         return model.get_submodule(site.module_name).in_proj_weight.detach().chunk(3)[2]
+    if isinstance(site, WindowAttentionSite):
+        return model.get_submodule(site.module_name).qkv.weight.detach().chunk(3)[2]
     out = model.get_submodule(site.module_name)
     width, entries = out.out_features, out.in_features
     for name, m in model.get_submodule(site.scope).named_modules():
@@ -152,19 +174,62 @@ def _group_norm(m: torch.Tensor, rows: int, row_group: int, cols: int, col_group
 
 def virtual_weights(model: nn.Module, prev: Site, cur: Site) -> torch.Tensor:
     """``[n_cur, n_prev]``: the norm of ``R_v W_u`` for every node pair (see the module docstring)."""
-    m = read_weight(model, cur).float() @ write_weight(model, prev).float()
-    return _group_norm(m, cur.n, cur.group, prev.n, prev.group).cpu()
+    products = stream_products(model, read_weight(model, cur), write_weight(model, prev), prev.module_name,
+                               cur.module_name)
+    return _slot_norm(products, cur.n, cur.group, prev.n, prev.group)
 
 
 def class_weights(model: nn.Module, last: Site, n_classes: int) -> torch.Tensor | None:
     """``[classes, n]``: ``|W_head[k] . W_u|`` through the classifier (the last Linear to the classes),
     or None where the model has none."""
-    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == n_classes]
-    write = write_weight(model, last)
-    if not heads or heads[-1].in_features != write.shape[0]:
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == n_classes]
+    if not names:
         return None
-    m = heads[-1].weight.detach().float() @ write.float()
-    return _group_norm(m, n_classes, 1, last.n, last.group).cpu()
+    try:
+        products = stream_products(model, model.get_submodule(names[-1]).weight.detach(), write_weight(model, last),
+                                   last.module_name, names[-1])
+    except CircuitUnsupportedError:
+        return None
+    return _slot_norm(products, n_classes, 1, last.n, last.group)
+
+
+def stream_products(model: nn.Module, read: torch.Tensor, write: torch.Tensor, after: str, before: str):
+    """``[R W]``: what is read (``read`` [rows, D']) of what is written (``write`` [D, cols]) at a
+    later point of the stream; one product, or one per slot across a patch merging.
+
+    Across a patch merging (Swin, between stages) the stream's width changes: the next stage's stream
+    is reduction(LayerNorm(concat of a 2 x 2 neighbourhood)), so what a node writes at a patch enters the
+    reduction in one of its four slots, by the patch's position, and ``R W_red,s W`` is its path through
+    slot ``s``. Exact for the linear path; the merge's LayerNorm (its gain and its per-token scaling,
+    which mixes the four slots) is left out, as LayerNorm is everywhere in this reader. A stage between
+    (its blocks read and write the stream too) is left out as blocks in between are for a ViT."""
+    read, write = read.float(), write.float()
+    if read.shape[1] == write.shape[0]:
+        return [read @ write]
+    merge = merging_weight(model, after, before, write.shape[0], read.shape[1]).float()
+    return [read @ part @ write for part in merge.chunk(merge.shape[1] // write.shape[0], dim=1)]
+
+
+def merging_weight(model: nn.Module, after: str, before: str, width_in: int, width_out: int) -> torch.Tensor:
+    """``[width_out, k * width_in]``: the weight of the Linear that merges ``k`` patches of a
+    ``width_in`` stream into a ``width_out`` one (Swin's ``PatchMerging.reduction``), the first
+    between the modules ``after`` and ``before`` (in module order) whose widths fit."""
+    names = [n for n, _ in model.named_modules()]
+    for name in names[names.index(after):names.index(before)]:
+        m = model.get_submodule(name)
+        if isinstance(m, nn.Linear) and m.in_features % width_in == 0 and m.in_features > width_in \
+                and m.out_features == width_out:
+            return m.weight.detach()
+    raise unsupported(f"cannot find how {after!r} ({width_in} wide) reaches {before!r} ({width_out} wide): no "
+                      "merging Linear between them")
+
+
+def _slot_norm(products, rows: int, row_group: int, cols: int, col_group: int) -> torch.Tensor:
+    """The group norm of one product, or of the products of all slots together."""
+    if len(products) == 1:
+        return _group_norm(products[0], rows, row_group, cols, col_group).cpu()
+    return torch.stack([_group_norm(m, rows, row_group, cols, col_group) for m in products]) \
+        .pow(2).sum(0).sqrt().cpu()
 
 
 def class_token_activity(site: Site, z: torch.Tensor) -> torch.Tensor:

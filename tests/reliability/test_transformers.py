@@ -12,6 +12,7 @@ from torch import nn
 
 from nbexplain import Explainer
 from nbexplain.core.circuit import CircuitUnsupportedError
+from nbexplain.circuits.sites import WindowAttentionSite, window_heads
 from nbexplain.core.sites import MultiheadAttentionSite, block_sites, mha_heads
 from nbexplain.core.taps import plan_layers, tap_activations
 from nbexplain.core.views import MapView
@@ -156,14 +157,9 @@ def test_multihead_attention_heads_are_recomputed_exactly():
         assert torch.allclose(nn.functional.linear(z, mha.out_proj.weight, mha.out_proj.bias), out, atol=1e-5)
 
 
-def test_ablating_a_head_changes_only_through_that_head():
-    model = torchvision_vit()
-    plan = plan_layers(model, None, (64, 64))
-    site = block_sites(model, plan.layers[0], plan.views[plan.layers[0]])[0]
-    assert isinstance(site, MultiheadAttentionSite)
-    x = _image(3)[None]
-    keep_all, drop_one = torch.ones(1, 4), torch.ones(1, 4)
-    drop_one[0, 2] = 0
+def _ablated(model, site, x, keep_all, drop_one):
+    """The logits of ``x`` clean, with every node of ``site`` kept, and with ``drop_one``; and the site's
+    last tensor (``seen["z"]``)."""
     seen = {}
 
     def ablate(keep):
@@ -180,12 +176,24 @@ def test_ablating_a_head_changes_only_through_that_head():
         handle = site.attach(model, ablate(drop_one))
         changed = model(x)
         handle.remove()
+    return clean, same, changed, seen
+
+
+def test_ablating_a_head_changes_only_through_that_head():
+    model = torchvision_vit()
+    plan = plan_layers(model, None, (64, 64))
+    site = block_sites(model, plan.layers[0], plan.views[plan.layers[0]])[0]
+    assert isinstance(site, MultiheadAttentionSite)
+    x = _image(3)[None]
+    keep_all, drop_one = torch.ones(1, 4), torch.ones(1, 4)
+    drop_one[0, 2] = 0
+    clean, same, changed, seen = _ablated(model, site, x, keep_all, drop_one)
     assert torch.allclose(clean, same, atol=1e-5) and not torch.allclose(clean, changed, atol=1e-4)
     z = seen["z"].view(1, 65, 4, 8)
     assert hook_count(model) == 0 and z.shape[2] == 4
 
 
-def test_swin_is_explained_on_its_stages_and_its_circuit_refused_in_one_line():
+def test_swin_is_explained_on_its_stages_and_its_circuit_is_window_heads_and_units_that_validate_checks():
     model = torchvision_swin()
     before = ModelState.of(model)
     ex = Explainer(model, preprocess=lambda t: t)
@@ -196,11 +204,43 @@ def test_swin_is_explained_on_its_stages_and_its_circuit_refused_in_one_line():
     res = ex.explain(_image(4), **FAST)
     assert _patch_constant(res.mask, 4)
     assert tuple(res.activations_original["features.1"].shape) == (16, 16, 16)  # [C, h, w], read channels-last
-    with pytest.raises(CircuitUnsupportedError, match="ShiftedWindowAttention") as err:
-        res.circuit
-    assert "\n" not in str(err.value)
+    circuit = res.circuit
+    assert circuit.layers == ("features.1.0.attn.heads", "features.1.0.mlp.units", "features.3.0.attn.heads",
+                              "features.3.0.mlp.units")  # the heads and units of each block of the tapped stages
+    assert {n["unit"] for n in circuit.nodes if n["kind"] == "channel"} == {"head", "unit"}
+    assert [(s.n, s.group) for s in circuit.sites.values() if s.kind == "head"] == [(1, 16), (2, 16)]
+    assert circuit.sizing is not None and circuit.sizing.kept
+    check = circuit.validate(repeats=20)
+    assert check.sufficient_circuit
+    assert check.random_sufficient_rate <= 0.15  # random sets of equal size
+    # Node pictures on each stage's grid; edges follow depth, across the patch merging too, and reach the classes.
+    grids = {name: tuple(m.shape[1:]) for name, m in circuit.node_maps["explanation"].items()}
+    assert grids == {"features.1.0.attn.heads": (16, 16), "features.1.0.mlp.units": (16, 16),
+                     "features.3.0.attn.heads": (8, 8), "features.3.0.mlp.units": (8, 8)}
+    order = {name: i for i, name in enumerate(circuit.layers)}
+    pairs = {(e["source"].rsplit(":", 1)[0], e["target"].rsplit(":", 1)[0]) for e in circuit.edges}
+    assert all(dst == "class" or order[dst] == order[src] + 1 for src, dst in pairs)
+    assert ("features.1.0.mlp.units", "features.3.0.attn.heads") in pairs
+    assert ("features.3.0.mlp.units", "class") in pairs
     before.assert_same(model)
     assert hook_count(model) == 0
+
+
+def test_swin_window_heads_are_recomputed_exactly_and_ablated_one_by_one():
+    model = torchvision_swin()
+    attention = model.features[3][0].attn  # two heads; 8 x 8 patches in 4 x 4 windows
+    shifted = tvm.swin_transformer.ShiftedWindowAttention(16, [4, 4], [2, 2], 2).eval()
+    x = torch.randn(2, 8, 8, 32)
+    with torch.no_grad():
+        for m, inputs in ((attention, x), (shifted, torch.randn(2, 6, 7, 16))):  # shifted windows, padding
+            z = window_heads(m, inputs)
+            assert z.shape == inputs.shape
+            assert torch.allclose(nn.functional.linear(z, m.proj.weight, m.proj.bias), m(inputs), atol=1e-5)
+    site = block_sites(model, "features.3.0", MapView("channels_last"))[0]
+    assert isinstance(site, WindowAttentionSite) and (site.n, site.group) == (2, 16)
+    clean, same, changed, seen = _ablated(model, site, _image(5)[None], torch.ones(1, 2), torch.tensor([[1.0, 0.0]]))
+    assert torch.allclose(clean, same, atol=1e-5) and not torch.allclose(clean, changed, atol=1e-4)
+    assert tuple(seen["z"].shape) == (1, 8, 8, 32) and hook_count(model) == 0
 
 
 class _OddAttention(nn.Module):
