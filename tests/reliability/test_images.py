@@ -219,7 +219,9 @@ def test_3d_and_4d_tensors_are_the_same_image(explainer):
 @pytest.mark.parametrize(
     "tensor, message",
     [
-        (torch.randn(2, 3, 32, 32), r"batch of 2 images.*pass them as a list"),
+        # A batch is several images (tests/test_batched_input.py); inside a list, where each item is one
+        # image, it is refused.
+        ([torch.randn(2, 3, 32, 32)], r"batch of 2 images"),
         (torch.randn(1, 1, 3, 32, 32), "5-D"),
         (torch.randn(32, 32), "2-D"),
         (torch.randn(32, 32, 3), r"channels-last.*permute\(2, 0, 1\)"),
@@ -229,7 +231,7 @@ def test_3d_and_4d_tensors_are_the_same_image(explainer):
         (torch.full((3, 32, 32), 300, dtype=torch.int64), r"\[0, 255\]"),
         (torch.randn(3, 32, 32, dtype=torch.complex64), "complex"),
     ],
-    ids=["batch-of-2", "5d", "2d", "hwc", "4-channels", "empty", "bool", "int-over-255", "complex"],
+    ids=["batch-in-a-list", "5d", "2d", "hwc", "4-channels", "empty", "bool", "int-over-255", "complex"],
 )
 def test_wrongly_shaped_or_typed_tensors_are_refused(explainer, tensor, message):
     with pytest.raises((ValueError, TypeError), match=message):

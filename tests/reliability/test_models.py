@@ -391,7 +391,7 @@ def labelled():
         (2.0, TypeError, "class index"),
         ("zebra", TypeError, "known label name"),
         (True, TypeError, "class index"),
-        (torch.tensor([1, 2]), TypeError, "class index"),
+        (torch.tensor([1, 2]), ValueError, "2 targets for 1 images"),  # a 1-D tensor: one target per image
         (object(), TypeError, "class index"),
         ([1, 2], ValueError, "2 targets for 1 images"),
     ],
