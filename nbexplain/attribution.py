@@ -1,9 +1,9 @@
 """One attribution type for every method, so every metric and display takes any method.
 
-An :class:`Attribution` is a map over the model's input pixels: a binary mask
+An ``Attribution`` is a map over the model's input pixels: a binary mask
 (nbexplain's explanation) or a continuous score (Grad-CAM, occlusion, ...).
 Continuous maps are compared with binary masks at equal area through
-:meth:`Attribution.binarize`.
+``Attribution.binarize``.
 
 Pixels are ranked by value, highest first.  Equal values (a binary mask, the
 flat zero region of a ReLU'd Grad-CAM) are ordered by a fixed pseudo-random

@@ -34,8 +34,8 @@ DEFAULT_AREA = 0.2  #: binarisation area when there is neither an explanation no
 class Comparison:
     """Attributions of several methods for one image and target, with their scores.
 
-    ``attributions``: method -> :class:`Attribution`; ``scores``: method ->
-    metric -> float (see :data:`nbexplain.metrics.METRICS`); ``area``: where
+    ``attributions``: method -> ``Attribution``; ``scores``: method ->
+    metric -> float (see ``nbexplain.metrics.METRICS``); ``area``: where
     continuous maps were binarised; ``explanation``: the nbexplain
     ``Explanation`` when that method ran.
     """
@@ -198,14 +198,14 @@ def compare(
 ) -> Comparison:
     """Explain one image with several methods and score them all on the same target.
 
-    ``methods``: a list of ``"nbexplain"``, names from :data:`nbexplain.baselines.METHODS` and the
+    ``methods``: a list of ``"nbexplain"``, names from ``nbexplain.baselines.METHODS`` and the
     methods Captum and pytorch-grad-cam users bring, or a dict ``{name: method}``. A method may be a
     callable ``fn(model, x, target) -> map``, a Captum attribution object
     (``IntegratedGradients(model)``, ``LayerGradCam(model, layer)``...), a pytorch-grad-cam CAM
     object (``GradCAM(model, target_layers=[...])``), or, in the dict form, a precomputed map
     (tensor or numpy array). Each map is brought to one value per input pixel (Captum's channels
     summed, then their absolute value; lower resolutions resized bilinearly) and scored like the
-    built-ins, under its name; see :mod:`nbexplain.baselines.external` for the rules.
+    built-ins, under its name; see ``nbexplain.baselines.external`` for the rules.
     ``gt_mask`` ([H, W], at the model-input size) adds localisation scores.
     ``target``: default the model's top-1.  ``explainer``: an ``Explainer`` to
     reuse (default: ``Explainer(model, preprocess=preprocess, labels=labels)``).

@@ -107,7 +107,7 @@ class Explainer:
         """Explain one image, or several optimised together: a list of images or a batched
         tensor ``[B, C, H, W]`` (``B > 1``; a ``[1, C, H, W]`` tensor is one image).
 
-        Returns one :class:`Explanation` for one image, a list of them (in order) for several.
+        Returns one ``Explanation`` for one image, a list of them (in order) for several.
 
         ``target``: class to explain (default: the model's top-1 on the image); for several images,
         one class for all or one per image (a list or a 1-D tensor of ``B``). A shape that is not

@@ -33,7 +33,7 @@ class Explanation:
     ``mask`` is float32 [H, W] with values exactly 0.0 or 1.0 at the model-input
     resolution; ``explanation`` is the masked model input that was scored.
     ``res.save("cat.nbx")`` keeps it in one file and ``nbexplain.load("cat.nbx")`` brings it
-    back without the model (``model`` is then None; see :mod:`nbexplain.persist`).
+    back without the model (``model`` is then None; see ``nbexplain.persist``).
     """
 
     mask: torch.Tensor
@@ -177,7 +177,7 @@ class Explanation:
         here. ``circuits``: save the circuits already read (None, default), read and save both
         (True; needs the model), or none (False). ``activations=False`` leaves out the tapped
         activations (a smaller file; the widget then shows no channel maps). See
-        :mod:`nbexplain.persist`.
+        ``nbexplain.persist``.
         """
         from .display import save_figure
 
@@ -189,7 +189,7 @@ class Explanation:
 
     @classmethod
     def load(cls, path) -> "Explanation":
-        """The result saved at ``path`` by :meth:`save` (``nbexplain.load``), without a model: its
+        """The result saved at ``path`` by ``save`` (``nbexplain.load``), without a model: its
         figure, summary and widget are those of the saved result. Raises ``ValueError`` for a file
         that is not an nbexplain explanation or was written in a format this version does not
         know, and ``FileNotFoundError`` for a missing file."""
@@ -244,5 +244,5 @@ def to_display(t: torch.Tensor, normalization: Normalization | None) -> np.ndarr
 
 
 def load(path) -> Explanation:
-    """Load an :class:`Explanation` saved by ``res.save(path)`` (see :meth:`Explanation.load`)."""
+    """Load an ``Explanation`` saved by ``res.save(path)`` (see ``Explanation.load``)."""
     return Explanation.load(path)

@@ -1,6 +1,6 @@
 """What produced a result: the version and a fingerprint of the method's code, settings and weights.
 
-Every tutorial notebook prints :func:`about` in its first cell, and a test compares the stored
+Every tutorial notebook prints ``about`` in its first cell, and a test compares the stored
 line with the installed package, so a change to the method fails CI until the notebooks are
 executed again. An audit's run folder records the same fingerprint and refuses to mix rows that
 another method produced.

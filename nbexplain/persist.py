@@ -1,4 +1,4 @@
-"""Save an :class:`~nbexplain.explanation.Explanation` to one file and load it back, without the model.
+"""Save an ``nbexplain.explanation.Explanation`` to one file and load it back, without the model.
 
 >>> res.save("cat.nbx")                  # doctest: +SKIP
 >>> res = nbexplain.load("cat.nbx")      # doctest: +SKIP  (another kernel, no model needed)
@@ -31,7 +31,7 @@ FORMAT_VERSION = 1  #: bump when the layout changes; older numbers stay readable
 
 
 def save_explanation(res, path, *, circuits: bool | None = None, activations: bool = True) -> str:
-    """Write ``res`` (an :class:`~nbexplain.explanation.Explanation`) to ``path``; returns the path.
+    """Write ``res`` (an ``nbexplain.explanation.Explanation``) to ``path``; returns the path.
 
     Args:
         res: the explanation to save.
@@ -78,7 +78,7 @@ def save_explanation(res, path, *, circuits: bool | None = None, activations: bo
 
 
 def read_explanation(path) -> tuple[dict, dict]:
-    """What ``res.save(path)`` wrote: the :class:`~nbexplain.explanation.Explanation`'s fields (its
+    """What ``res.save(path)`` wrote: the ``nbexplain.explanation.Explanation``'s fields (its
     constructor's keywords; ``model`` None) and its saved circuits by attribute (``circuit``,
     ``circuit_original``). ``Explanation.load`` builds the result from them, so this module needs
     no Explanation. Raises ``ValueError`` for a file that is not an nbexplain explanation or was
@@ -124,7 +124,7 @@ def read_explanation(path) -> tuple[dict, dict]:
 
 # -- circuits ---------------------------------------------------------------------------------
 def circuit_dict(circuit) -> dict:
-    """A :class:`~nbexplain.circuits.Circuit` as plain data (its graph, energies, node pictures,
+    """A ``nbexplain.circuits.Circuit`` as plain data (its graph, energies, node pictures,
     sizing and settings; not its model, input or the sites' modules)."""
     cfg = circuit.config
     config = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)} if dataclasses.is_dataclass(cfg) else {}
@@ -139,7 +139,7 @@ def circuit_dict(circuit) -> dict:
 
 
 def circuit_from(data: dict, inputs: torch.Tensor | None = None):
-    """The :class:`~nbexplain.circuits.Circuit` saved by :func:`circuit_dict`, without a model:
+    """The ``nbexplain.circuits.Circuit`` saved by ``circuit_dict``, without a model:
     its graph, repr and comparisons work; ``validate()`` says it needs the model. ``inputs``: the
     [C, H, W] input whose forward pass it read (the explanation's or the image)."""
     from .circuits.circuit import Circuit

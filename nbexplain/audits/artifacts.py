@@ -1,7 +1,7 @@
 """Artifacts that tip decisions across classes: group images by where their *necessary* evidence lies.
 
 A watermark, a timestamp, a border or a hospital tag does not decide one class: it tips images into
-many, so the per-class groups of :mod:`.analysis` split it into crumbs. Here every image whose
+many, so the per-class groups of ``.analysis`` split it into crumbs. Here every image whose
 decision has a necessary region (``res.necessary``) is grouped with others by where that region lies
 in the frame, whatever their class. Each group is then tested where it matters, on its shared region
 (the cells where at least half of its members' regions lie):

@@ -1,4 +1,4 @@
-"""Engines only schedule :class:`~nbexplain.audits.rows.AuditWorker`; the driver writes every shard.
+"""Engines only schedule ``nbexplain.audits.rows.AuditWorker``; the driver writes every shard.
 
 ``local``: one worker in this process. ``ray``: Ray Data streams the ids through an actor pool,
 each actor building its model and worker once; rows come back to the driver, which writes them,
@@ -76,7 +76,7 @@ def run_ray(model, data, options: dict, ids: Sequence[int], chunk: int, *, actor
             cpus_per_actor: float = 1, gpus_per_actor: float = 0, address: str | None = None,
             num_cpus: int | None = None) -> Iterator[pa.Table]:
     """Explain ``ids`` of ``data`` with ``model`` on Ray Data (``options``: the rest of
-    :class:`AuditWorker`'s keywords).
+    ``AuditWorker``'s keywords).
 
     ``address``: a cluster to join (default: the one Ray is connected to, ``RAY_ADDRESS`` as in a
     submitted job, or else a local cluster that ``ray.init()`` starts, with ``num_cpus`` CPUs if
@@ -172,7 +172,7 @@ def _is_ray_error(ray, err: BaseException) -> bool:
 
 def _root_cause(err: BaseException) -> str:
     """What failed inside Ray, in one line. Ray keeps an actor's exception only as the text of its
-    remote traceback: the actor marks its own error there (:class:`_ActorFailure`)."""
+    remote traceback: the actor marks its own error there (``_ActorFailure``)."""
     found = _MARK.findall(str(err))
     if found:
         return found[-1]

@@ -4,11 +4,11 @@ Each explanation becomes a vector: where its kept pixels lie in the frame (the m
 ``grid x grid`` map, spread over neighbouring cells, square-rooted so that a few pixels count)
 and, if read, which circuit channels carry it. Both blocks are unit vectors of non-negative
 entries, so the dot product of two rows is a similarity in [0, 1] with a meaning (see
-:func:`knn_graph`). The vectors of one class are joined to their nearest neighbours in a sparse
+``knn_graph``). The vectors of one class are joined to their nearest neighbours in a sparse
 graph (built in blocks: no N x N matrix is ever held); the number of groups is the largest gap
 among the smallest eigenvalues of its normalised Laplacian, as in SpRAy (Lapuschkin et al.,
 2019); the groups are k-means on the rows of its spectral embedding, and groups that keep the
-same evidence are joined again (:func:`merge_alike`).
+same evidence are joined again (``merge_alike``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The one place an audit explains: images (by id) in, one row per image out (a pyarrow Table).
 
-Every engine calls :class:`AuditWorker`; none re-implements it. Each image is explained on its
+Every engine calls ``AuditWorker``; none re-implements it. Each image is explained on its
 own with a seed drawn from the audit's seed and the image's id, so a mask does not depend on
 which engine, actor or batch explained it.
 """

@@ -19,7 +19,7 @@ METHODS = {
 
 
 def run_method(name: str, model, x, target=None, **options):
-    """Run the baseline called ``name`` (a key of :data:`METHODS`) and return its Attribution."""
+    """Run the baseline called ``name`` (a key of ``METHODS``) and return its Attribution."""
     if name not in METHODS:
         raise ValueError(f"unknown attribution method {name!r}; choose from {sorted(METHODS)}")
     return METHODS[name](model, x, target, **options)

@@ -1,6 +1,6 @@
-"""Methods the user brings to ``compare()``, each turned into an :class:`~nbexplain.attribution.Attribution`.
+"""Methods the user brings to ``compare()``, each turned into an ``nbexplain.attribution.Attribution``.
 
-Accepted, besides the built-in names (``"nbexplain"`` and :data:`nbexplain.baselines.METHODS`):
+Accepted, besides the built-in names (``"nbexplain"`` and ``nbexplain.baselines.METHODS``):
 
 - a callable ``fn(model, x, target, **options) -> map``: ``x`` is the model-space input
   ``[1, C, H, W]`` on the model's device, a leaf tensor that does not require gradients (call
@@ -13,7 +13,7 @@ Accepted, besides the built-in names (``"nbexplain"`` and :data:`nbexplain.basel
   recognised by its ``target_layers`` without importing ``pytorch_grad_cam``; ``method_options``
   go to the call (``aug_smooth=``, ``eigen_smooth=``);
 - a precomputed map (tensor or numpy array), named in the dict form ``{name: map}``;
-- an :class:`~nbexplain.attribution.Attribution`.
+- an ``nbexplain.attribution.Attribution``.
 
 How a map becomes one value per input pixel:
 
@@ -156,7 +156,7 @@ def resolve_methods(methods: Any, builtins: Mapping) -> dict[str, Any]:
 
 def run_external(method: Any, model: nn.Module, x: torch.Tensor, target: int, name: str,
                  **options: Any) -> Attribution:
-    """The :class:`Attribution` of a user's ``method`` (see the module's docstring) for ``target``
+    """The ``Attribution`` of a user's ``method`` (see the module's docstring) for ``target``
     on the model-space batch ``x`` ``[1, C, H, W]``, upsampled to the input's size."""
     kind = method_kind(method)
     sign = options.pop("sign", None)

@@ -45,7 +45,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target=None, layer=None) -> Attri
     """Grad-CAM map [H, W] of ``target`` for the model-space input ``x``.
 
     ``layer`` is a module name (or the module itself); default
-    :func:`default_gradcam_layer`.  The class-weighted sum of the layer's
+    ``default_gradcam_layer``.  The class-weighted sum of the layer's
     channels is ReLU'd (Captum's ``relu_attributions=True``) and upsampled
     bilinearly to the input size.  ``target=None`` explains the model's top-1.
     The model is left as it was (modes, ``requires_grad``, no hooks).

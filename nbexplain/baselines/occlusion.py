@@ -41,7 +41,7 @@ def occlusion(
     normalised model) and the drop in the target's logit is spread over the
     patch; Captum averages over the overlapping windows.  The map is the sum
     over channels: positive where hiding the pixels hurts the target.
-    ``window``/``stride`` default to :func:`occlusion_window`; ``batch_size``
+    ``window``/``stride`` default to ``occlusion_window``; ``batch_size``
     occluded copies go through the model per forward.
     """
     from captum.attr import Occlusion

@@ -1,13 +1,13 @@
 """Circuits: the graph of nodes behind one forward pass, for every architecture.
 
-* ``engine``: one function, :func:`~nbexplain.circuits.engine.build_circuit`, builds a
-  :class:`Circuit` from a reader's :class:`~nbexplain.circuits.engine.Reading` (the sites in depth
+* ``engine``: one function, ``nbexplain.circuits.engine.build_circuit``, builds a
+  ``Circuit`` from a reader's ``nbexplain.circuits.engine.Reading`` (the sites in depth
   order, the nodes' energies, the transfer between sites and to the logits): node selection and
   decision sizing, edges, class edges and nodes are written once;
 * the readers supply only what differs: ``cnn`` (channels of tapped layers, the structural walk
   ``walk``) and ``transformer`` (heads and MLP units, ``sites``); ``choose`` picks one for a model;
-* beside them: ``config`` (:class:`CircuitConfig`), ``validate`` (the causal check and decision
-  sizing), ``compare`` (what two circuits share) and ``circuit`` (the :class:`Circuit` itself, its
+* beside them: ``config`` (``CircuitConfig``), ``validate`` (the causal check and decision
+  sizing), ``compare`` (what two circuits share) and ``circuit`` (the ``Circuit`` itself, its
   graph and JSON).
 """
 

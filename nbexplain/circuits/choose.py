@@ -1,4 +1,4 @@
-"""Which reader reads a model's circuit: the one question :class:`~nbexplain.Explanation` asks."""
+"""Which reader reads a model's circuit: the one question ``nbexplain.Explanation`` asks."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def channel_energy(act: torch.Tensor, measure: str = "l2") -> torch.Tensor:
 class Circuit:
     """A channel-level circuit: nodes, scored edges, and the data to compare and check it.
 
-    Build one with :func:`~nbexplain.circuits.read_circuit` (or ``circuit_of``). ``graph`` is a
+    Build one with ``nbexplain.circuits.read_circuit`` (or ``circuit_of``). ``graph`` is a
     ``networkx.DiGraph`` whose node keys are the ids (``"layer:channel"``, ``"class:k"``) and whose
     attributes are scalars (GraphML-safe); ``to_dict()`` follows the project's circuit JSON schema.
     """

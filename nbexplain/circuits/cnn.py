@@ -15,7 +15,7 @@ What the graph means
   each layer keeps the shortest prefix with which the circuit alone - every other
   channel of every tapped layer filled - is sufficient: the target stays the top class
   and recovers ``CircuitConfig.recover`` (half) of what the channels add to its
-  probability over the empty set, the very test of :meth:`Circuit.validate` (see
+  probability over the empty set, the very test of ``Circuit.validate`` (see
   ``validate.decision_sizes``).
   ``Circuit.sizing`` records the sizes, the share of the tapped channels and whether
   the target was kept. With ``sizing="fixed"``, a ``nodes_per_layer`` budget, or no

@@ -79,7 +79,7 @@ class CircuitComparison:
 
 
 def compare_circuits(this, other) -> CircuitComparison:
-    """Compare two :class:`~nbexplain.core.circuit.Circuit` objects over the same layers."""
+    """Compare two ``nbexplain.core.circuit.Circuit`` objects over the same layers."""
     if tuple(this.layers) != tuple(other.layers):
         raise ValueError(f"Circuits over different layers cannot be compared: {list(this.layers)} vs "
                          f"{list(other.layers)}.")

@@ -1,9 +1,9 @@
 """One circuit engine for every architecture.
 
-A reader says what differs between architectures and nothing else, as a :class:`Reading`: where the
+A reader says what differs between architectures and nothing else, as a ``Reading``: where the
 nodes live (its *sites*, in depth order), how much each node is active (its *energies*), how
 strongly a node of one site can drive a node of the next (its *transfer*) and of the logits (its
-*head*), and the logits themselves. :func:`build_circuit` does the rest, the same way for a CNN's
+*head*), and the logits themselves. ``build_circuit`` does the rest, the same way for a CNN's
 channels and a transformer's heads and units:
 
 * **selection**: sized by the decision (``CircuitConfig.sizing="decision"`` and an input): nodes
@@ -49,17 +49,17 @@ class Head:
 
 @dataclass
 class Reading:
-    """What a reader measured on one forward pass; everything :func:`build_circuit` needs.
+    """What a reader measured on one forward pass; everything ``build_circuit`` needs.
 
     ``layers``: the sites in depth order (a CNN's tapped layers; a transformer's head and unit sites).
     ``logits``: ``[classes]``, double, CPU. ``energies`` (and ``energies_other``, on the other image):
     ``{site: [n]}``. ``transfer(prev, cur)``: ``[n_cur, n_prev]``, how strongly each node of ``prev``
-    can drive each node of ``cur`` (before normalisation). ``head()``: a :class:`Head`, or None where
+    can drive each node of ``cur`` (before normalisation). ``head()``: a ``Head``, or None where
     the reader cannot join the last site to the logits (no class edges then). ``inputs``: the
     ``[C, H, W]`` input of the forward pass (needed to size by the decision and to validate);
     ``sites``: ``{site: Site}`` where nodes are not a module output's channels. ``units``: a node
     kind per site (``"head"``, ``"unit"``) written on its nodes. ``node_maps`` and ``layer_labels``
-    pass through to the :class:`Circuit`.
+    pass through to the ``Circuit``.
     """
 
     model: object
@@ -78,7 +78,7 @@ class Reading:
 
 def build_circuit(reading: Reading, target, *, config: CircuitConfig | None = None, labels=None,
                   source: str = "explanation") -> Circuit:
-    """The :class:`Circuit` of ``reading`` for ``target`` (see the module docstring)."""
+    """The ``Circuit`` of ``reading`` for ``target`` (see the module docstring)."""
     config = CircuitConfig() if config is None else config
     if not isinstance(config, CircuitConfig):
         raise TypeError(f"config must be a CircuitConfig, got {type(config).__name__}.")

@@ -31,7 +31,7 @@ _CHUNK = 8  # variants per forward pass: bounds memory on 224x224 inputs
 
 @dataclass(frozen=True)
 class CircuitValidation:
-    """Outcome of :meth:`Circuit.validate`; probabilities are those of the target class."""
+    """Outcome of ``Circuit.validate``; probabilities are those of the target class."""
 
     target: int
     target_name: str | None
@@ -221,7 +221,7 @@ def _run_variants(model, ablation, x, layers, totals, variants):
 
 @dataclass(frozen=True)
 class Sizing:
-    """How a decision-sized circuit was found (see :func:`decision_sizes`)."""
+    """How a decision-sized circuit was found (see ``decision_sizes``)."""
 
     sizes: dict
     totals: dict
@@ -248,7 +248,7 @@ def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recove
     """The fewest channels per layer whose circuit alone is sufficient for ``target``.
 
     ``orders``: ``{layer: channel indices, best first}``; the circuit keeps a prefix of
-    each. The test is :meth:`CircuitValidation.is_sufficient`: keep those channels at every
+    each. The test is ``CircuitValidation.is_sufficient``: keep those channels at every
     tapped layer, fill the rest, run the input; the target must stay the top class and
     recover ``recover`` of what the channels add to its probability over the empty set
     (every channel filled). The search, one single-image forward pass per test:

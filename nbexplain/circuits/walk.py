@@ -3,7 +3,7 @@
 The model is traced once with ``torch.fx``, which gives its true data-flow graph: every
 convolution (module or ``F.conv2d`` call), every residual addition, every shortcut,
 squeeze-and-excitation gate, concatenation, channel shuffle and permute. One forward
-pass is then *recorded* (:func:`record`): on the explanation's input when it is known,
+pass is then *recorded* (``record``): on the explanation's input when it is known,
 else from the tapped activations onwards. It gives every node's shape, the values of
 gates and of normalisation inputs, and the sizes that ``view``/``reshape`` calls use.
 
@@ -150,7 +150,7 @@ class _TapTracer(fx.Tracer):
 class ModelWalk:
     """A traced model with the graph node of each tapped layer's output.
 
-    ``shapes`` and ``values`` are filled by :func:`record` (one real forward pass).
+    ``shapes`` and ``values`` are filled by ``record`` (one real forward pass).
     """
 
     model: nn.Module

@@ -1,4 +1,4 @@
-"""Moved to :mod:`nbexplain.circuits` (the CNN reader is ``nbexplain.circuits.cnn``, the engine both
+"""Moved to ``nbexplain.circuits`` (the CNN reader is ``nbexplain.circuits.cnn``, the engine both
 readers share ``nbexplain.circuits.engine``); these names stay importable from here."""
 
 from ..circuits import (

@@ -1,4 +1,4 @@
-"""Moved to :mod:`nbexplain.circuits.validate`; these names stay importable from here."""
+"""Moved to ``nbexplain.circuits.validate``; these names stay importable from here."""
 
 from ..circuits.validate import CircuitValidation, Sizing, validate_circuit
 

@@ -1,4 +1,4 @@
-"""Moved to :mod:`nbexplain.circuits.walk`; these names stay importable from here."""
+"""Moved to ``nbexplain.circuits.walk``; these names stay importable from here."""
 
 from ..circuits.walk import ModelWalk, head_transfer, record, trace_model, transfer_matrix
 

@@ -1,4 +1,4 @@
-"""Moved to :mod:`nbexplain.circuits.sites`; these names stay importable from here."""
+"""Moved to ``nbexplain.circuits.sites``; these names stay importable from here."""
 
 from ..circuits.sites import (
     LinearInputSite,

@@ -1,7 +1,7 @@
 """Scores for attributions: faithfulness, minimality, localisation against a ground truth.
 
 Each metric is a small function returning a plain number; every one accepts
-an :class:`~nbexplain.attribution.Attribution` or a bare mask tensor.
+an ``nbexplain.attribution.Attribution`` or a bare mask tensor.
 """
 
 from .faithfulness import (

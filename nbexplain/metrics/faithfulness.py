@@ -107,7 +107,7 @@ def deletion_curve(model, x, attribution, target=None, steps: int = 20, fill=0.0
     Point ``i`` has the top ``i / steps`` of the pixels replaced by ``fill``.
     A faithful map makes the probability fall fast: lower AUC is better.
     Binary maps order their kept pixels by the fixed tie permutation
-    (see :mod:`nbexplain.attribution`).
+    (see ``nbexplain.attribution``).
     """
     return _curve(model, x, attribution, target, steps, fill, batch_size, insert=False)
 

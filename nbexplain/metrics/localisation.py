@@ -1,7 +1,7 @@
 """Does an attribution land on the object?  Scores against a ground-truth mask.
 
 Pixels of equal value are ordered by the fixed tie permutation of
-:mod:`nbexplain.attribution`, so a binary mask's "top pixel" is one of its
+``nbexplain.attribution``, so a binary mask's "top pixel" is one of its
 kept pixels chosen without spatial bias.
 """
 

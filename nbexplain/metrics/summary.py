@@ -28,7 +28,7 @@ def score_attribution(
     model, x, attribution: Attribution, area: float, gt_mask=None, fill=0.0, target=None,
     curve_steps: int = 20, draws: int = 12, seed: int = 0,
 ) -> dict[str, float]:
-    """Every metric of :data:`METRICS` for one attribution, as plain floats.
+    """Every metric of ``METRICS`` for one attribution, as plain floats.
 
     Mask metrics (area, pieces, label_kept, prob_kept, robustness, precision,
     iou) use the binary map as it is, or a continuous map binarised at

@@ -47,7 +47,7 @@ def row_records(rows: Any) -> Iterable[Mapping[str, Any]]:
 
 
 def encode_row(record: Mapping[str, Any], cache: Mapping[int, WireRow] | None = None) -> WireRow:
-    """One stored row -> :class:`WireRow` (reusing ``cache[id]`` when its thumbnail and mask are the same)."""
+    """One stored row -> ``WireRow`` (reusing ``cache[id]`` when its thumbnail and mask are the same)."""
     image_id = int(record["id"])
     thumb, bits = _blob(record.get("thumb")), _blob(record.get("mask_bits"))
     source = (thumb, bits)

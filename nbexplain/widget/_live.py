@@ -31,7 +31,7 @@ def should_use_widget() -> bool:
 
 
 def live_widget(labels: Sequence[str] | None = None, static_fallback: bool = True, **options: Any):
-    """Create an :class:`ExplanationWidget`, display it now, and return it.
+    """Create an ``ExplanationWidget``, display it now, and return it.
 
     Pass the returned widget as a training callback; it shows frames while the
     mask trains and settles on the result when ``on_end`` is called.
@@ -55,7 +55,7 @@ def live_widget(labels: Sequence[str] | None = None, static_fallback: bool = Tru
 def result_widget(result: Any, **options: Any):
     """A settled widget for ``result`` (for an Explanation's rich display).
 
-    Like :meth:`ExplanationWidget.from_result`, but the widget is closed when the
+    Like ``ExplanationWidget.from_result``, but the widget is closed when the
     cell that displayed it runs again.
     """
     from ._widget import ExplanationWidget

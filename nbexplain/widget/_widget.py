@@ -56,7 +56,7 @@ class ExplanationWidget(anywidget.AnyWidget):
     The widget is itself a training callback: pass it in ``callbacks=`` and it
     streams throttled frames while the mask trains and settles on the result
     in ``on_end``. ``ExplanationWidget.from_result(res)`` shows a finished
-    :class:`~nbexplain.Explanation`.
+    ``nbexplain.Explanation``.
 
     Parameters
     ----------
