@@ -70,7 +70,9 @@ def draw_training_curves(top, bottom, res) -> None:
     left out, and the legend says which terms had any."""
     history = res.history or {}
     steps = np.arange(1, 1 + max((len(v) for v in history.values()), default=0))
-    series = lambda name: _padded(history.get(name), steps.size)  # noqa: E731
+
+    def series(name):
+        return _padded(history.get(name), steps.size)
 
     area, prob = series("mask_area"), series("prob")
     if np.isfinite(area).any():

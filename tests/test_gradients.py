@@ -6,7 +6,8 @@ import torch
 from nbexplain.config import ExplainConfig
 from nbexplain.core.fills import make_fill
 from nbexplain.core.optimize import TERMS, MaskOptimizer
-from nbexplain.core.taps import borrowed, tap_activations
+from nbexplain.core.plumbing import borrowed
+from nbexplain.core.taps import tap_activations
 from nbexplain.core.inputs import Normalization
 
 from conftest import make_tiny

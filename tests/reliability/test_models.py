@@ -8,7 +8,7 @@ from torch import nn
 
 from conftest import fast_options, make_tiny, tiny_resnet
 from nbexplain import Explainer
-from nbexplain.core.taps import LayerError
+from nbexplain.errors import LayerError
 
 from ._support import TINY_LAYERS, ModelState, hook_count, is_binary
 
