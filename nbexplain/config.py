@@ -100,10 +100,18 @@ class ExplainConfig:
     #: also find the smallest region whose removal changes the decision (what the sufficient mask need not show:
     #: evidence that only tips a decision, like a watermark)
     necessary: bool = True
-    necessary_steps: int = 8  #: gradient steps on the region's cells after its relevance start (0: cut the start)
+    necessary_steps: int = 2  #: gradient steps on the region's cells after its relevance start (0: cut the start)
     necessary_lr: float = 0.3  #: Adam's rate on the cell logits
     necessary_area: float = 2.0  #: price of the removed share in the region's loss
-    necessary_cells: int = 16  #: cells along the longest side (a transformer uses its patches)
+    #: cells along the longest side, at most one a pixel (a transformer uses its patches): fine enough for the
+    #: strokes of a text
+    necessary_cells: int = 112
+    #: how removed pixels are replaced: "surroundings" (what the kept pixels around them predict:
+    #: ``nbexplain.core.fills.surroundings``) or "fills" (the explanation's fill and each check fill, the
+    #: decision changing under all)
+    necessary_removal: str = "surroundings"
+    #: random partial removals averaged into the region's relevance start (``nbexplain.core.necessity``)
+    necessary_draws: int = 3
     #: the largest region tried; where none up to this changes the decision, ``res.necessary.found`` is False
     necessary_max_area: float = 0.3
     #: without ``foil=``, the decision must change to one of the image's next this-many classes
@@ -138,8 +146,11 @@ class ExplainConfig:
         if self.layer_weights is not None and any(w < 0 for w in self.layer_weights):
             raise ValueError("ExplainConfig.layer_weights must be >= 0")
         _positive_int(self, "steps", "robustness_every", "mask_resolution", "unet_width", "unet_depth", "patience", "warmup")
-        _non_negative_int(self, "min_steps", "n_backgrounds", "robustness_draws", "necessary_steps")
+        _non_negative_int(self, "min_steps", "n_backgrounds", "robustness_draws", "necessary_steps", "necessary_draws")
         _positive_int(self, "necessary_cells", "necessary_foils")
+        if self.necessary_removal not in ("surroundings", "fills"):
+            raise ValueError(f"ExplainConfig.necessary_removal must be 'surroundings' or 'fills', got "
+                             f"{self.necessary_removal!r}")
         if not 0 < self.necessary_max_area <= 1:
             raise ValueError(f"ExplainConfig.necessary_max_area must be in (0, 1], got {self.necessary_max_area!r}")
         if self.necessary_area < 0 or not 0 < self.necessary_lr < 10:
@@ -179,7 +190,7 @@ PRESETS: dict[str, dict] = {
     # Interactive: a third of the steps, stopping sooner, and ``res.robustness`` is measured on
     # 4 random backgrounds (not 8).
     "fast": dict(steps=20, min_steps=6, patience=4, warmup=3, robustness_every=2, robustness_draws=4,
-                 necessary_steps=4),
+                 necessary_steps=1, necessary_draws=1),
     # Closer to the authors' budget: more steps, all background kinds each step.
     "thorough": dict(steps=300, min_steps=100, patience=40, n_backgrounds=3),
 }

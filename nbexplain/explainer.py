@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import ExplainConfig, resolve_config
 from .core.inputs import DefaultPreprocess, find_normalization, per_image, split_images, to_model_input
-from .core.fills import FillCheck, check_kind, hiding_fill, make_fill, random_background
+from .core.fills import FillCheck, check_kind, hiding_fill, make_fill, random_background, surroundings
 from .core.necessity import NecessarySearch, cell_grid, default_foils
 from .core.optimize import MaskOptimizer, images_per_pass, in_chunks
 from .core.progress import ProgressBar
@@ -276,8 +276,13 @@ class Explainer:
                 raise ValueError("the foil must be another class than the target")
         else:
             foil_ids = default_foils(logits_x, target, cfg.necessary_foils)
-        removal = torch.cat([opt.fill[None], opt.checks]) if len(opt.checks) else opt.fill[None]
-        names = [[f.name] + [check_kind(k).name for k in cfg.check_fills] for f in fills]
+        if cfg.necessary_removal == "surroundings":
+            removals = [lambda xs, m, rows: surroundings(xs, m)]
+            names = [["surroundings"]] * len(fills)
+        else:
+            removals = [lambda xs, m, rows, f=f: (1 - m) * xs + m * f[rows]
+                        for f in [opt.fill, *opt.checks]]
+            names = [[f.name] + [check_kind(k).name for k in cfg.check_fills] for f in fills]
 
         def logits_of(images, keep_graph=False):
             if not keep_graph:
@@ -287,7 +292,7 @@ class Explainer:
             return out
 
         grid = cell_grid(tuple(x.shape[-2:]), cfg.necessary_cells, self.plan.patch_grid)
-        search = NecessarySearch(logits_of, x, target, logits_x, removal, foil_ids, cfg, grid,
+        search = NecessarySearch(logits_of, x, target, logits_x, removals, foil_ids, cfg, grid,
                                  patches=self.plan.patch_grid is not None, contrastive=contrastive,
                                  callbacks=callbacks, step_offset=opt.steps_run)
         found = search.run(names)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from nbexplain import Explainer
+from nbexplain.core.fills import surroundings
 from nbexplain.core.necessity import Necessary, changed, default_foils
 
 from conftest import fast_options
@@ -54,15 +55,51 @@ def test_the_necessary_region_is_where_the_decision_comes_from_and_its_removal_i
     inside = float(nec.mask[:16, :16].sum() / nec.mask.sum())
     assert inside >= 0.9, inside
     assert nec.turns_into == 1 and nec.target == 0
-    # The verdict is a forward pass: removed under the explanation's own fill, the decision is another.
-    m = nec.mask[None]
-    removed = (1 - m) * res.input + m * res.fill.image
+    # The verdict is a forward pass: the region filled in from its surroundings, the decision is another.
+    m = nec.mask[None, None]
     with torch.no_grad():
-        assert int(model(removed[None]).argmax()) == nec.turns_into
+        assert int(model(surroundings(res.input[None], m)).argmax()) == nec.turns_into
     assert nec.prob_after < nec.prob_before
     assert nec.prob_turns_into_after > nec.prob_turns_into_before
+    assert nec.fills == ("surroundings",)
+    assert "necessary evidence" in res.summary() and "filled in from its surroundings" in res.summary()
+
+
+def test_the_old_removal_under_every_fill_is_still_there(corner_image):
+    model = CornerNet().eval()
+    res = explain(model, corner_image, necessary_removal="fills")
+    nec = res.necessary
+    assert nec.found and float(nec.mask[:16, :16].sum() / nec.mask.sum()) >= 0.9
+    m = nec.mask[None]
+    with torch.no_grad():
+        assert int(model(((1 - m) * res.input + m * res.fill.image)[None]).argmax()) == nec.turns_into
     assert len(nec.fills) == 2 and "mean colour" in nec.fills  # the own fill and the check fill
-    assert "necessary evidence" in res.summary() and "turns it into" in res.summary()
+    assert "under every fill" in res.summary()
+
+
+def test_the_surroundings_fill_gives_back_the_photo_beneath_a_thin_pattern():
+    """A removed pixel becomes what the kept pixels around it predict: a thin line drawn over a smooth
+    image, removed, gives back that image; a flat fill would leave a grey line, a new edge."""
+    ramp = torch.linspace(0, 1, 64)
+    photo = torch.stack([ramp[None].expand(64, 64), ramp[:, None].expand(64, 64), torch.full((64, 64), 0.3)])[None]
+    line = torch.zeros(1, 1, 64, 64)
+    line[..., 30:32, :] = 1
+    drawn = photo * (1 - line) + line  # a white line across it
+    healed = surroundings(drawn, line)
+    assert float((healed - photo).abs().max()) < 0.03
+    assert float((drawn - photo).abs().max()) > 0.5
+    # Soft masks pass gradients (the search optimises through it); nothing removed changes nothing.
+    soft = line.clone().requires_grad_(True)
+    surroundings(drawn, soft * 0.5).sum().backward()
+    assert soft.grad is not None and torch.isfinite(soft.grad).all()
+    assert torch.equal(surroundings(drawn, torch.zeros_like(line)), drawn)
+
+
+def test_necessary_removal_is_validated():
+    from nbexplain import ExplainConfig
+
+    with pytest.raises(ValueError, match="necessary_removal"):
+        ExplainConfig(necessary_removal="inpaint")
 
 
 def test_a_class_the_model_does_not_predict_has_no_necessary_region(corner_image):

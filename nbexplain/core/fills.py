@@ -124,6 +124,37 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+#: scales of the surroundings fill (sigma as a share of the longest side), finest first
+SURROUNDING_SIGMAS = (1 / 112, 1 / 56, 1 / 28, 1 / 14)
+#: a removed pixel takes a scale's estimate where that scale's kept weight reaches this share of its kernel
+SURROUNDING_SUPPORT = 0.5
+
+
+def surroundings(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """x [B, C, H, W] with the pixels of m [B, 1, H, W] (1 = removed, soft values allowed) replaced by
+    what their kept surroundings predict, as a photo editor's healing brush would.
+
+    Each removed pixel takes the Gaussian-weighted mean of the kept pixels around it at the finest
+    scale of ``SURROUNDING_SIGMAS`` that has enough of them, and the image's mean of kept pixels where
+    none has. Unlike a flat or blurred fill it paints no new edges, so removing a thin added pattern
+    (text, a timestamp) gives back roughly the photo beneath it, while removing part of an object
+    leaves that object's colours in place: only what the decision needs changes it. Differentiable in m."""
+    keep = 1 - m
+    side = max(x.shape[-2:])
+    fill = torch.zeros_like(x)
+    have = torch.zeros_like(m)
+    for share in SURROUNDING_SIGMAS:
+        sigma = max(0.5, share * side)
+        weight = _gaussian_blur(keep, sigma)
+        estimate = _gaussian_blur(x * keep, sigma) / weight.clamp_min(1e-6)
+        trust = (weight / SURROUNDING_SUPPORT).clamp(max=1) * (1 - have)
+        fill = fill + trust * estimate
+        have = have + trust
+    kept_mean = (x * keep).sum((2, 3), keepdim=True) / keep.sum((2, 3), keepdim=True).clamp_min(1e-6)
+    fill = fill + (1 - have) * kept_mean
+    return keep * x + m * fill
+
+
 def hiding_bound(prob_x: torch.Tensor, n_classes: int) -> torch.Tensor:
     """The most p(target | fill) a hiding fill may keep: ``FILL_LEAK`` of p(target | x), or about chance."""
     return (FILL_LEAK * prob_x).clamp_min(CHANCE_SLACK / n_classes)

@@ -8,16 +8,20 @@ A smallest deleting region is easy to find and often meaningless: a fragile deci
 any few pixels are removed, to a class the image does not show (adversarial deletion, Dabkowski and
 Gal 2017). Three guards, each measured in ``benchmarks/bench_real_shortcut.py`` and ``docs/method.md``:
 
-- the region is a union of coarse cells (``necessary_cells`` along the longest side, or a
-  transformer's patches), never a scatter of single pixels;
-- the change must hold under every removal fill: the explanation's own fill and each check fill
-  (``check_fills``), so a region does not count for the pattern one fill paints into it;
+- a removed pixel becomes what its kept surroundings predict (``fills.surroundings``,
+  ``necessary_removal="surroundings"``), so a removal paints no new edges or colours that could
+  themselves sway the model: a thin added pattern (a watermark's text) removed gives back the photo
+  beneath it, while part of an object removed leaves that object's colours. With
+  ``necessary_removal="fills"`` the change must hold under the explanation's own fill and each check
+  fill instead;
 - the decision must change to a *foil*: with ``foil=k``, class k must overtake the target ("why this
   class rather than k?"); by default, one of the image's next ``necessary_foils`` classes, alternatives
   the image already supports, must become the top class.
 
-The search is the sufficient mask's, mirrored: a relevance start (what favours the target over its
-foils, by gradient times what removal changes), a few gradient steps on the cell logits, a cut search
+The region is a union of cells (``necessary_cells`` along the longest side, or a transformer's patches).
+The search is the sufficient mask's, mirrored: a relevance start (how fast removing each cell lowers the
+target's lead over its foils, averaged over the image whole and ``necessary_draws`` random partial
+removals, so cells that act together count), a few gradient steps on the cell logits, a cut search
 over the ranking they give (the smallest cut that changes the decision under every fill), then piece
 dropping (pieces whose return keeps the decision changed go back); the result is checked by a forward pass.
 """
@@ -36,6 +40,8 @@ from .pieces import label_pieces, pieces_by_size
 NECESSARY_CUTS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.45)
 #: pieces of a necessary region tried back, the largest first
 MAX_PIECES = 8
+#: shares of cells removed at random in the relevance start's draws, in turn
+DRAW_SHARES = (0.1, 0.3, 0.5)
 
 
 @dataclass(frozen=True)
@@ -67,11 +73,13 @@ class Necessary:
         """One line for the summary; ``name(k)`` gives a class's name."""
         if not self.found:
             return f"necessary evidence: none. {self.note}"
+        how = ("under every fill" if len(self.fills) > 1 else "filled in from its surroundings"
+               if self.fills == ("surroundings",) else f"under the {self.fills[0]} fill")
         if self.contrastive:
-            change = f"makes {name(self.foils[0])!r} overtake {name(self.target)!r} under every fill"
+            change = f"makes {name(self.foils[0])!r} overtake {name(self.target)!r} {how}"
         else:
-            change = (f"turns it into {name(self.turns_into)!r} (into one of its next {len(self.foils)} classes "
-                      "under every fill)")
+            change = (f"turns it into {name(self.turns_into)!r} (one of its next {len(self.foils)} classes) "
+                      f"{how}")
         return (f"necessary evidence: removing {self.area:.1%} of the pixels {change}; p({name(self.target)}) "
                 f"{self.prob_before:.3f} -> {self.prob_after:.3f}, p({name(self.turns_into)}) "
                 f"{self.prob_turns_into_before:.3f} -> {self.prob_turns_into_after:.3f}")
@@ -100,14 +108,14 @@ def changed(logits: torch.Tensor, target: torch.Tensor, foils: torch.Tensor, con
 class NecessarySearch:
     """Finds the necessary region for a batch of images (see the module's docstring).
 
-    ``logits_of(images)`` -> logits, leaving no activations behind; ``fills`` [n, B, C, H, W] are the
-    removal fills (the first is the explanation's own); ``foils`` [B, K] the classes the decision must
-    change to. ``grid`` is the cells' grid (h, w); ``patches`` says they are a transformer's patches
-    (upsampled without smoothing)."""
+    ``logits_of(images)`` -> logits, leaving no activations behind; ``removals`` are the ways pixels are
+    removed, each ``removal(x, m)`` -> x with the pixels of m [n, 1, H, W] removed (the decision must change
+    under every one); ``foils`` [B, K] the classes the decision must change to. ``grid`` is the cells' grid
+    (h, w); ``patches`` says they are a transformer's patches (upsampled without smoothing)."""
 
-    def __init__(self, logits_of, x, target, logits_x, fills, foils, cfg, grid, patches=False, contrastive=False,
+    def __init__(self, logits_of, x, target, logits_x, removals, foils, cfg, grid, patches=False, contrastive=False,
                  callbacks=(), step_offset=0):
-        self.logits_of, self.x, self.target, self.fills, self.foils = logits_of, x, target, fills, foils
+        self.logits_of, self.x, self.target, self.removals, self.foils = logits_of, x, target, list(removals), foils
         self.cfg, self.grid, self.patches, self.contrastive = cfg, tuple(grid), patches, contrastive
         self.callbacks, self.step_offset = list(callbacks), step_offset
         self.logits_x = logits_x
@@ -117,34 +125,42 @@ class NecessarySearch:
         self.steps_run = 0
 
     # -- masks ------------------------------------------------------------
-    def upsample(self, z: torch.Tensor) -> torch.Tensor:
-        """Cell values [B, h, w] at the input's size (patches stay whole)."""
-        mode = dict(mode="nearest") if self.patches else dict(mode="bilinear", align_corners=False)
+    def upsample(self, z: torch.Tensor, smooth: bool = True) -> torch.Tensor:
+        """Cell values [B, h, w] at the input's size (patches, and cells with ``smooth`` off, stay whole)."""
+        mode = dict(mode="nearest") if self.patches or not smooth else dict(mode="bilinear", align_corners=False)
         return F.interpolate(z[:, None], size=self.x.shape[-2:], **mode)[:, 0]
 
     def removed(self, m: torch.Tensor, rows=None) -> torch.Tensor:
         """Each image with the pixels of m [n, H, W] removed, under every fill: [n_fills * n, C, H, W]."""
         rows = torch.arange(self.x.shape[0], device=self.x.device) if rows is None else rows
         m4, x = m[:, None], self.x[rows]
-        return torch.cat([(1 - m4) * x + m4 * fill[rows] for fill in self.fills])
+        return torch.cat([removal(x, m4, rows) for removal in self.removals])
 
     def judge(self, m: torch.Tensor, rows: torch.Tensor):
         """Per mask [n, H, W] of images ``rows``: whether the decision changed under every fill, and the
         logits under each fill [n_fills, n, classes]."""
-        logits = self.logits_of(self.removed(m, rows)).view(len(self.fills), len(rows), -1)
+        logits = self.logits_of(self.removed(m, rows)).view(len(self.removals), len(rows), -1)
         ok = torch.stack([changed(lg, self.target[rows], self.foils[rows], self.contrastive) for lg in logits]).all(0)
         return ok, logits
 
     # -- the search ---------------------------------------------------------
     def start(self) -> torch.Tensor:
-        """Cell logits [B, h, w] ranked by how much removing each cell should lower the target's lead
-        over its foils: the gradient of that lead times what removal changes (x - fill), summed over
-        channels, per cell (first order, one backward pass)."""
-        x = self.x.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            gain = removal_gain(self.logits_of(x, keep_graph=True), self.target, self.foils)
-            g, = torch.autograd.grad(gain.sum(), x)
-        effect = (g * (self.x - self.fills.mean(0))).sum(1)
+        """Cell logits [B, h, w] ranked by how fast removing each cell lowers the target's lead over its
+        foils: minus the gradient of that lead in the removal mask, on the whole image and with
+        ``necessary_draws`` random shares of the cells (``DRAW_SHARES``) already removed, averaged. The
+        draws let cells that only act together (the letters of a text) count as well as cells that act
+        alone (one backward pass each)."""
+        b, gen = self.x.shape[0], torch.Generator().manual_seed(0)
+        effect = torch.zeros(b, *self.x.shape[-2:], device=self.x.device, dtype=self.x.dtype)
+        for d in range(1 + self.cfg.necessary_draws):
+            cells = torch.zeros(b, *self.grid) if d == 0 else \
+                (torch.rand(b, *self.grid, generator=gen) < DRAW_SHARES[(d - 1) % len(DRAW_SHARES)]).float()
+            m = self.upsample(cells.to(self.x), smooth=False).requires_grad_(True)
+            with torch.enable_grad():
+                logits = self.logits_of(self.removed(m), keep_graph=True).view(len(self.removals), b, -1)
+                gain = torch.stack([removal_gain(lg, self.target, self.foils) for lg in logits]).mean(0)
+                g, = torch.autograd.grad(gain.sum(), m)
+            effect -= g
         cells = F.adaptive_avg_pool2d(effect[:, None], self.grid)[:, 0]
         z = cells.flatten(1)
         z = (z - z.quantile(0.9, dim=1, keepdim=True)) / z.std(dim=1, keepdim=True).clamp_min(1e-8)
@@ -159,7 +175,7 @@ class NecessarySearch:
         for step in range(cfg.necessary_steps):
             with torch.enable_grad():
                 m = self.upsample(torch.sigmoid(z))
-                logits = self.logits_of(self.removed(m), keep_graph=True).view(len(self.fills), *self.logits_x.shape)
+                logits = self.logits_of(self.removed(m), keep_graph=True).view(len(self.removals), *self.logits_x.shape)
                 lead = torch.stack([removal_gain(lg, self.target, self.foils) for lg in logits]).clamp_min(-1.0).mean(0)
                 cells = torch.sigmoid(z)
                 loss = lead + cfg.necessary_area * cells.flatten(1).mean(1) + cfg.tv * losses.total_variation(cells)
@@ -279,9 +295,10 @@ class NecessarySearch:
 
 
 def cell_grid(size: tuple[int, int], cells: int, patch_grid=None) -> tuple[int, int]:
-    """The necessary region's grid: a transformer's patches, else ``cells`` along the longest side."""
+    """The necessary region's grid: a transformer's patches, else ``cells`` along the longest side (at
+    most one a pixel)."""
     if patch_grid is not None:
         return tuple(patch_grid)
     h, w = size
-    scale = cells / max(h, w)
+    scale = min(cells, max(h, w)) / max(h, w)
     return max(1, round(h * scale)), max(1, round(w * scale))
