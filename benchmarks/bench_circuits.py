@@ -66,7 +66,7 @@ def parse_args(argv=None):
 
 def measure(model, layers, x, repeats, explainer=None):
     """Read a decision-sized circuit on ``x`` ([C, H, W], model space); check it. None if refused."""
-    from nbexplain.core.circuit import CircuitUnsupportedError, read_circuit
+    from nbexplain.circuits import CircuitUnsupportedError, read_circuit
 
     start = time.perf_counter()
     try:

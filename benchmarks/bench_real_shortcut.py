@@ -11,13 +11,13 @@ are explained with the model's decision on the watermarked image as the target.
 
 Per method, the share of its region that lies within 3 px of the watermark's strokes (chance: the share
 of the image that does):
-- nbexplain necessary: ``res.necessary.mask``, the smallest region whose removal changes the decision
-  (under the explanation's fill and the mean colour, to one of the image's next five classes), checked by a
-  forward pass; images where none is found up to 30 % are counted apart;
+- nbexplain necessary: ``res.necessary.mask``, the smallest region whose removal (each pixel filled in from
+  its surroundings) changes the decision to one of the image's next five classes, checked by a forward
+  pass; images where none is found up to 30 % are counted apart;
 - nbexplain sufficient: ``res.mask``;
 - Captum Grad-CAM and Captum occlusion (window 16, stride 16, mean colour), each cut at the necessary
   region's area of the same image (5 % where none was found): their top pixels.
-Also: whether removing each method's region (explanation's fill and mean colour) changes the decision.
+Also: whether removing each method's region (filled in from its surroundings) changes the decision.
 
 Then the audit of the mix (every view clean and watermarked; ``nbexplain.audit`` with its ``fast``
 preset, no circuits): its groups across classes by where the necessary evidence lies
@@ -66,12 +66,13 @@ def share_on(region: torch.Tensor, band: torch.Tensor) -> float | None:
     return None if not bool(region.any()) else float((region & band).sum() / region.sum())
 
 
-def removal_changes(model, x, region, fills, target) -> bool:
-    """Whether removing ``region`` changes the top-1 class under every fill."""
-    m = region.float()[None, None]
+def removal_changes(model, x, region, target) -> bool:
+    """Whether removing ``region``, filled in from its surroundings (as ``res.necessary`` is judged), changes
+    the top-1 class."""
+    from nbexplain.core.fills import surroundings
+
     with torch.no_grad():
-        batch = torch.cat([(1 - m) * x[None] + m * f[None] for f in fills])
-        return bool((model(batch).argmax(1) != target).all())
+        return bool(model(surroundings(x[None], region.float()[None, None])).argmax(1)[0] != target)
 
 
 def main(argv=None) -> int:
@@ -106,8 +107,6 @@ def per_image(args, zoo, views, marked, before, after, changed, band):
     from nbexplain import Explainer
     from nbexplain.baselines.gradcam import gradcam
     from nbexplain.baselines.occlusion import occlusion
-    from nbexplain.core.fills import make_fill
-
     model = zoo.model
     explainer = Explainer(model, preprocess=zoo.preprocess, labels=zoo.labels, config=args.config)
     rows = {m: [] for m in ("necessary", "sufficient", "gradcam", "occlusion")}
@@ -121,12 +120,11 @@ def per_image(args, zoo, views, marked, before, after, changed, band):
         nec = res.necessary
         seconds["nbexplain (both halves)"].append(res.seconds)
         seconds["of which necessary"].append(nec.seconds)
-        fills = [res.fill.image, make_fill(x[None], "mean", explainer.normalization)[0]]
         area = nec.area if nec.found else 0.05
         if nec.found:
             areas.append(nec.area)
             rows["necessary"].append(share_on(nec.mask, band))
-            changes["necessary"].append(removal_changes(model, x, nec.mask, fills, target))
+            changes["necessary"].append(removal_changes(model, x, nec.mask, target))
         else:
             none_found += 1
         rows["sufficient"].append(share_on(res.mask, band))
@@ -135,14 +133,14 @@ def per_image(args, zoo, views, marked, before, after, changed, band):
         seconds["gradcam"].append(time.perf_counter() - t0)
         region = top_share(cam, area)
         rows["gradcam"].append(share_on(region, band))
-        changes["gradcam"].append(removal_changes(model, x, region, fills, target))
+        changes["gradcam"].append(removal_changes(model, x, region, target))
         if not args.no_occlusion:
             t0 = time.perf_counter()
             occ = occlusion(model, x, target=target, window=16, stride=16).map
             seconds["occlusion"].append(time.perf_counter() - t0)
             region = top_share(occ, area)
             rows["occlusion"].append(share_on(region, band))
-            changes["occlusion"].append(removal_changes(model, x, region, fills, target))
+            changes["occlusion"].append(removal_changes(model, x, region, target))
         print(f"  {views[i][0]:28s} {zoo.labels[int(before[i])]!r} -> {zoo.labels[target]!r}: necessary "
               f"{'%.1f%%' % (100 * nec.area) if nec.found else 'none'}, on the watermark "
               f"{rows['necessary'][-1] if nec.found else float('nan'):.2f}", flush=True)

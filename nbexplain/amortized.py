@@ -22,12 +22,14 @@ from torch import nn
 
 from .config import resolve_config
 from .types import ConfigLike, Images, Labels, Preprocess, Target
+from .core.batching import images_per_pass
 from .core.fills import make_fill
 from .core.inputs import DefaultPreprocess, Normalization, per_image, split_images, to_model_input
 from .core.masknet import MaskUNet
-from .core.optimize import MaskOptimizer, images_per_pass, total_loss, working_size
+from .core.optimize import MaskOptimizer, working_size
 from .core.plumbing import LogitsOf, borrowed, input_channels
 from .core.relevance import relevance_maps, relevance_probes, start_logits
+from .core.sufficiency import total_loss
 from .core.taps import tap_activations
 from .explainer import Explainer
 

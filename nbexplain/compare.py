@@ -92,8 +92,8 @@ class Comparison:
         return "\n".join(lines)
 
     def necessary_table(self) -> str:
-        """Each method's top pixels removed at the necessary region's area: does the decision change under the
-        explanation's fill and the mean colour, and what is p(target) after (the worse of the two)?"""
+        """Each method's top pixels removed at the necessary region's area, as that region was judged (filled in
+        from their surroundings by default): does the decision change, and what is p(target) after?"""
         if not self.necessary:
             return "no necessary region: nothing to compare at its area"
         lines = ["method  decision changed  p(target) after  (removed: top pixels at {:.1%})".format(
@@ -280,20 +280,24 @@ def compare(
 
 def _removal_scores(model, x, attributions, res, fill, normalization, target) -> dict:
     """The deletion test that fits necessary evidence: remove each method's top pixels at the necessary
-    region's area (nbexplain's: the region) under the fill and the mean colour; the decision changed when the
-    target is the top class under neither."""
+    region's area (nbexplain's: the region), the way that region was judged: filled in from its surroundings,
+    or under the fill and the mean colour; the decision changed when the target is the top class under none."""
     nec = getattr(res, "necessary", None)
     if nec is None or not nec.found:
         return {}
-    from .core.fills import make_fill
+    from .core.fills import make_fill, surroundings
 
-    fills = [fill.expand_as(x), make_fill(x, "mean", normalization)]
+    if nec.fills == ("surroundings",):
+        removals = [lambda m: surroundings(x, m)]
+    else:
+        fills = (fill.expand_as(x), make_fill(x, "mean", normalization))
+        removals = [lambda m, f=f: (1 - m) * x + m * f for f in fills]
     out = {}
     for name, a in attributions.items():
         region = nec.mask if name == "nbexplain" else a.as_mask(nec.area)
         m = region.to(x.dtype).to(x.device)[None, None]
         with torch.no_grad():
-            probs = class_probabilities(model, torch.cat([(1 - m) * x + m * f for f in fills]))
+            probs = class_probabilities(model, torch.cat([remove(m) for remove in removals]))
         out[name] = {"area": float(region.float().mean()),
                      "decision_changed": bool((probs.argmax(1) != target).all()),
                      "prob_after": float(probs[:, target].max())}

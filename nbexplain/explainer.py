@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from .config import ExplainConfig, resolve_config
+from .core.batching import images_per_pass, in_chunks
 from .core.inputs import DefaultPreprocess, find_normalization, per_image, split_images, to_model_input
 from .core.fills import FillCheck, check_kind, hiding_fill, make_fill, random_background, surroundings
 from .core.necessity import NecessarySearch, cell_grid, default_foils
-from .core.optimize import MaskOptimizer, images_per_pass, in_chunks
+from .core.optimize import MaskOptimizer
 from .core.progress import ProgressBar
 from .core.relevance import relevance_maps, relevance_probes
 from .core.plumbing import LogitsOf, borrowed, class_name, input_channels, model_device, unwrap_model

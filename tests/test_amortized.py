@@ -5,7 +5,7 @@ import torch
 
 from nbexplain import ExplainConfig
 from nbexplain.amortized import AmortizedExplainer
-from nbexplain.core.optimize import CUT_AREAS
+from nbexplain.core.cuts import CUT_AREAS
 
 from conftest import fast_options, make_tiny
 

@@ -11,8 +11,8 @@ import torch.nn as nn
 import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from nbexplain.core.circuit import Circuit, CircuitConfig, CircuitUnsupportedError, read_circuit
-from nbexplain.core.circuit_walk import trace_model, transfer_matrix
+from nbexplain.circuits import Circuit, CircuitConfig, CircuitUnsupportedError, read_circuit
+from nbexplain.circuits.walk import trace_model, transfer_matrix
 
 torch.set_num_threads(1)
 
@@ -259,7 +259,7 @@ def test_vgg_like_sequential_cnn_with_flatten_head():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3, padding=1),
                           nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(5 * 4, 6), nn.ReLU(),
                           nn.Dropout(), nn.Linear(6, 3)).eval()
-    from nbexplain.core.circuit_walk import head_transfer
+    from nbexplain.circuits.walk import head_transfer
     walk = trace_model(model, ["1", "4"])
     t = transfer_matrix(walk, "1", "4", 4)
     torch.testing.assert_close(t.double(), kernel_abs_sums(model[3].weight), rtol=1e-5, atol=1e-6)
@@ -279,7 +279,7 @@ def test_vgg_like_sequential_cnn_with_flatten_head():
 
 
 def test_a_sufficient_circuit_keeps_the_top_class_and_recovers_half_of_what_the_channels_add():
-    from nbexplain.core.circuit_validate import CircuitValidation
+    from nbexplain.circuits.validate import CircuitValidation
 
     def check(prob, predicted, random=()):
         return CircuitValidation(

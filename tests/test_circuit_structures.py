@@ -9,8 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.models as tvm
 
-from nbexplain.core.circuit import CircuitUnsupportedError, read_circuit
-from nbexplain.core.circuit_walk import head_transfer, record, trace_model, transfer_matrix
+from nbexplain.circuits import CircuitUnsupportedError, read_circuit
+from nbexplain.circuits.walk import head_transfer, record, trace_model, transfer_matrix
 
 
 @pytest.fixture(autouse=True)
@@ -307,7 +307,7 @@ def test_static_plot_shows_the_top_channels_and_counts_the_rest():
 
 
 def test_a_fixed_budget_is_still_available():
-    from nbexplain.core.circuit import CircuitConfig
+    from nbexplain.circuits import CircuitConfig
 
     model = ShuffleNet().eval()
     x = torch.randn(1, 3, 3)

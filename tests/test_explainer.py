@@ -464,7 +464,7 @@ def test_the_mask_starts_at_the_smallest_sufficient_cut_of_the_relevance_ranking
 def test_on_a_cpu_a_list_of_images_is_explained_in_groups_that_fit_one_pass(tiny):
     # Larger batches outgrow a CPU's caches: each step forwards at most about four 224 px images
     # (here two photos, each with its background variant), so five photos train in three groups.
-    from nbexplain.core.optimize import images_per_pass
+    from nbexplain.core.batching import images_per_pass
 
     assert images_per_pass(torch.device("cpu"), 224, 224) == 4
     assert images_per_pass(torch.device("cpu"), 448, 448) == 1
@@ -503,12 +503,12 @@ def test_after_a_sufficient_start_the_final_cut_search_costs_no_forward(monkeypa
     real_search = MaskOptimizer._cut_search
 
     def counting_search(self, *args, **kwargs):
-        real_forward = self._forward
-        self._forward = lambda images: scored.append(images.shape[0]) or real_forward(images)
+        real_forward = self.problem.forward
+        self.problem.forward = lambda images: scored.append(images.shape[0]) or real_forward(images)
         try:
             return real_search(self, *args, **kwargs)
         finally:
-            del self._forward
+            del self.problem.forward
 
     real_select = MaskOptimizer.select_cut
     finals = []

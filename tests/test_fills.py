@@ -8,7 +8,7 @@ from torch import nn
 
 from nbexplain import ExplainConfig, Explainer
 from nbexplain.core.fills import BLUR_SIGMAS, FILL_LEAK, fill_ladder, hiding_bound, hiding_fill, make_fill
-from nbexplain.core.optimize import MaskOptimizer
+from nbexplain.core.sufficiency import SufficiencyProblem
 
 from conftest import fast_options
 
@@ -96,11 +96,11 @@ def test_a_mask_that_holds_only_under_its_own_fill_is_not_sufficient():
 
     x = torch.ones(1, 3, 8, 8)
     state = SimpleNamespace(x=x, fill=torch.zeros_like(x), target=torch.tensor([0]), prob_needed=torch.tensor([0.5]),
-                            cfg=ExplainConfig(), _forward=forward, checks=torch.zeros(1, *x.shape))
+                            cfg=ExplainConfig(), forward=forward, checks=torch.zeros(1, *x.shape))
     half = torch.zeros(1, 8, 8)
     half[:, :4] = 1
-    _, ok = MaskOptimizer._score(state, torch.tensor([0]), half, backgrounds=False)
+    _, ok = SufficiencyProblem.judge(state, torch.tensor([0]), half, backgrounds=False)
     assert ok.tolist() == [True]  # dark check fill: the label holds
     state.checks = torch.full((1, *x.shape), 5.0)
-    _, ok = MaskOptimizer._score(state, torch.tensor([0]), half, backgrounds=False)
+    _, ok = SufficiencyProblem.judge(state, torch.tensor([0]), half, backgrounds=False)
     assert ok.tolist() == [False]  # under a bright neutral fill the label is lost: not sufficient

@@ -5,8 +5,9 @@ import torch
 
 from nbexplain.config import ExplainConfig
 from nbexplain.core.fills import make_fill
-from nbexplain.core.optimize import TERMS, MaskOptimizer
+from nbexplain.core.optimize import MaskOptimizer
 from nbexplain.core.plumbing import borrowed
+from nbexplain.core.sufficiency import TERMS
 from nbexplain.core.taps import tap_activations
 from nbexplain.core.inputs import Normalization
 

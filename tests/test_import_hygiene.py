@@ -6,7 +6,7 @@ import sys
 
 def test_core_imports_no_widget_or_plotting_module():
     code = (
-        "import sys, nbexplain, nbexplain.core.optimize, nbexplain.core.circuit;"
+        "import sys, nbexplain, nbexplain.core.optimize, nbexplain.circuits;"
         "bad = sorted({m.split('.')[0] for m in sys.modules} & {'ipywidgets', 'anywidget', 'matplotlib', 'captum', 'IPython'});"
         "print(','.join(bad))"
     )

@@ -71,7 +71,7 @@ def test_wheel_installs_without_network_or_npm_and_explains_a_real_photo(wheel, 
                                     env=env, cwd=tmp_path, text=True).strip()
     assert where.startswith(str(tmp_path / "env")) and "borrowed" not in where
 
-    check = ("from nbexplain.widget._widget import _STATIC; "
+    check = ("from nbexplain.widget._bundle import STATIC as _STATIC; "
              f"assert all((_STATIC / b).stat().st_size > 1000 for b in {BUNDLES!r}); print('bundles ok')")
     assert "bundles ok" in subprocess.check_output([str(python), "-c", check], env=env, cwd=tmp_path, text=True)
 

@@ -357,7 +357,7 @@ def test_a_failing_circuit_leaves_the_rest_of_the_result(recording, clock):
 
 
 def test_an_unreadable_circuit_is_one_short_line_with_the_details_apart(recording, clock):
-    from nbexplain.core.circuit import CircuitUnsupportedError
+    from nbexplain.circuits import CircuitUnsupportedError
 
     def refuse(self):
         raise CircuitUnsupportedError("Unsupported operation: einsum in module 'mix' (Mixer) lies between tapped layers.")

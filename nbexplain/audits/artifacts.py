@@ -6,7 +6,8 @@ decision has a necessary region (``res.necessary``) is grouped with others by wh
 in the frame, whatever their class. Each group is then tested where it matters, on its shared region
 (the cells where at least half of its members' regions lie):
 
-* ``removal``: removing the shared region (mean colour) changes the member's decision this often;
+* ``removal``: removing the shared region (filled in from its surroundings, as ``res.necessary`` is
+  judged) changes the member's decision this often;
 * ``removal_elsewhere``: removing it from the other audited images changes theirs this often. Removing
   an object's usual place (the centre of the frame) changes everyone's decision; removing an
   artifact changes the decisions of the images that carry it;
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.fills import surroundings
 from ..core.plumbing import class_name
 from .grouping import knn_graph, mask_features, merge_alike, spectral_groups
 from .suspicion import SHARED_AT, pooled_masks
@@ -114,23 +116,26 @@ def _test(worker, members, others, region_small: np.ndarray, rng, max_tests: int
     size = x_members.shape[-2:]
     region = torch.nn.functional.interpolate(torch.from_numpy(region_small.astype(np.float32))[None, None],
                                              size=size, mode="nearest")[0]
-    fill = worker.mean_fill(x_members)
     before_m = worker.predict(x_members)
-    removal = _rate(worker.predict((1 - region) * x_members + region * fill) != before_m)
+    removal = _rate(worker.predict(_removed(x_members, region)) != before_m)
     removal_elsewhere, paste, paste_moved = nan, nan, nan
     if len(others):
         x_others = torch.cat([worker.model_input(int(i)) for i in others])
         same = x_others.shape[-2:] == size
         if same:
             before_o = worker.predict(x_others)
-            removal_elsewhere = _rate(worker.predict((1 - region) * x_others + region * worker.mean_fill(x_others))
-                                      != before_o)
+            removal_elsewhere = _rate(worker.predict(_removed(x_others, region)) != before_o)
             donors = x_members[rng.integers(0, len(x_members), len(x_others))]
             shifted = torch.roll(donors, (size[0] // 2, size[1] // 2), (2, 3))
             paste = _rate(worker.predict(region * donors + (1 - region) * x_others) != before_o)
             # The donor's pixels half an image away, pasted in the same place: other content, same spot.
             paste_moved = _rate(worker.predict(region * shifted + (1 - region) * x_others) != before_o)
     return dict(removal=removal, removal_elsewhere=removal_elsewhere, paste=paste, paste_moved=paste_moved)
+
+
+def _removed(images: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """``images`` with ``region`` [1, H, W] filled in from its surroundings."""
+    return surroundings(images, region[None].expand(len(images), 1, *region.shape[-2:]))
 
 
 def _rate(hits: torch.Tensor) -> float:

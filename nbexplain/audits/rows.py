@@ -92,12 +92,6 @@ class AuditWorker:
             out = [LogitsOf(net)(part.to(self.explainer.device)).argmax(1).cpu() for part in inputs.split(chunk)]
         return torch.cat(out)
 
-    def mean_fill(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The mean colour, in model space, shaped like ``inputs`` (what the artifact tests remove with)."""
-        from ..core.fills import make_fill
-
-        return make_fill(inputs, "mean", self.explainer.normalization)
-
     # -- rows -----------------------------------------------------------------------------
     def rows(self, ids: Sequence[int]) -> pa.Table:
         """Explain the images ``ids``; one row each, in the order given."""

@@ -157,14 +157,7 @@ def _check_acts(what, acts, layers, like=None):
     for name in layers:
         if name not in acts:
             raise ValueError(f"{what} has no activation for layer {name!r} (it has {sorted(acts)}).")
-        a = acts[name]
-        if not isinstance(a, torch.Tensor):
-            raise TypeError(f"{what}[{name!r}] must be a tensor, got {type(a).__name__}.")
-        if a.dim() == 4 and a.shape[0] == 1:
-            a = a[0]
-        if a.dim() != 3:
-            raise ValueError(f"{what}[{name!r}] must have shape [C, h, w], got {list(a.shape)}.")
-        a = a.detach().float().cpu()
+        a = _one_image(acts[name], f"{what}[{name!r}]", "[C, h, w]").float().cpu()
         if not torch.isfinite(a).all():
             raise ValueError(f"{what}[{name!r}] contains NaN or inf.")
         if like is not None and a.shape[0] != like[name].shape[0]:
@@ -186,13 +179,18 @@ def _check_feature_maps(acts, layers):
 
 
 def _check_inputs(inputs):
-    if not isinstance(inputs, torch.Tensor):
-        raise TypeError(f"inputs must be a [C, H, W] tensor, got {type(inputs).__name__}.")
-    if inputs.dim() == 4 and inputs.shape[0] == 1:
-        inputs = inputs[0]
-    if inputs.dim() != 3:
-        raise ValueError(f"inputs must have shape [C, H, W], got {list(inputs.shape)}.")
-    return inputs.detach()
+    return _one_image(inputs, "inputs", "[C, H, W]")
+
+
+def _one_image(t, what: str, shape: str) -> torch.Tensor:
+    """One image's 3-D tensor (a batch of one is unwrapped), detached; a clear error otherwise."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{what} must be a {shape} tensor, got {type(t).__name__}.")
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3:
+        raise ValueError(f"{what} must have shape {shape}, got {list(t.shape)}.")
+    return t.detach()
 
 
 def _check_channels(found, expected, where):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import LayerError
-from .plumbing import borrowed, hooks  # noqa: F401 (borrowed and LayerError: handed on from their older home)
+from .plumbing import hooks
 from .views import CHANNELS_FIRST, MapView, first_tensor
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import pathlib
 import time
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -17,6 +16,7 @@ import anywidget
 import numpy as np
 import traitlets
 
+from ._bundle import bundle
 from ._channels import ChannelLookupError, ChannelSource, SourceRegistry
 from ._serialize import (
     downsample_history,
@@ -29,21 +29,10 @@ from ._serialize import (
     to_numpy,
 )
 from ._necessary import necessary_state
-
-NECESSARY_PHASE = "finding the necessary evidence"
 from ._throttle import FrameThrottle
 
-_STATIC = pathlib.Path(__file__).parent / "static"
-_BUNDLE = _STATIC / "widget.js"
-_STYLES = _STATIC / "widget.css"
-
-# Shown instead of the widget when the built bundle is missing (a source checkout
-# where nobody ran the build): say what to do rather than fail silently.
-_MISSING_BUNDLE_ESM = """
-export default { render({ el }) {
-  el.textContent = "nbexplain: the widget's JavaScript bundle is missing; run `node js/build.mjs`.";
-} };
-"""
+NECESSARY_PHASE = "finding the necessary evidence"
+_ESM, _CSS = bundle("widget", "the widget")
 
 #: Settled widgets whose activations stay in memory to answer channel clicks.
 _SOURCES = SourceRegistry(limit=8)
@@ -70,8 +59,7 @@ class ExplanationWidget(anywidget.AnyWidget):
         Monotonic clock in seconds (tests pass a fake one).
     """
 
-    _esm = _BUNDLE if _BUNDLE.is_file() else _MISSING_BUNDLE_ESM
-    _css = _STYLES if _STYLES.is_file() else ""
+    _esm, _css = _ESM, _CSS
 
     status = traitlets.Unicode("idle", help="idle | training | done | interrupted").tag(sync=True)
     interrupted = traitlets.Bool(False).tag(sync=True)

@@ -14,24 +14,18 @@ re-displayed) gets every row at the next fold and at the end.
 from __future__ import annotations
 
 import base64
-import pathlib
 from typing import Any, Mapping, Sequence
 
 import anywidget
 import ipywidgets
 import traitlets
 
+from ._bundle import bundle
 from ._gallery_detail import describe, display_output, stored_picture, text_output
 from ._gallery_wire import WireRow, encode_groups, encode_row, pack_rows, row_records
 
-_STATIC = pathlib.Path(__file__).parent / "static"
-_BUNDLE = _STATIC / "gallery.js"
-_STYLES = _STATIC / "gallery.css"
-_MISSING_BUNDLE_ESM = """
-export default { render({ el }) {
-  el.textContent = "nbexplain: the gallery's JavaScript bundle is missing; run `node js/build.mjs`.";
-} };
-"""
+_ESM, _CSS = bundle("gallery", "the gallery")
+
 #: Rows streamed as messages before the first fold into state (smaller audits fold at once).
 FOLD_MIN = 64
 _LIGHT_DROP = ("mask_bits", "thumb")
@@ -44,8 +38,7 @@ class GalleryWidget(anywidget.AnyWidget):
     ``selection`` returns the selected rows of ``audit.table``.
     """
 
-    _esm = _BUNDLE if _BUNDLE.is_file() else _MISSING_BUNDLE_ESM
-    _css = _STYLES if _STYLES.is_file() else ""
+    _esm, _css = _ESM, _CSS
 
     labels = traitlets.List(traitlets.Unicode(), []).tag(sync=True)
     # Rows folded into state: JSON columns, and every thumbnail (JPEG) and mask (packed bits) in one blob each.

@@ -9,7 +9,7 @@ import torch
 import torchvision.models as tvm
 
 from nbexplain import Explainer
-from nbexplain.core.circuit import CircuitUnsupportedError
+from nbexplain.circuits import CircuitUnsupportedError
 
 from ._support import ModelState, hook_count, is_binary
 

@@ -11,9 +11,9 @@ import torchvision.models as tvm
 from torch import nn
 
 from nbexplain import Explainer
-from nbexplain.core.circuit import CircuitUnsupportedError
+from nbexplain.circuits import CircuitUnsupportedError
 from nbexplain.circuits.sites import WindowAttentionSite, window_heads
-from nbexplain.core.sites import MultiheadAttentionSite, block_sites, mha_heads
+from nbexplain.circuits.sites import MultiheadAttentionSite, block_sites, mha_heads
 from nbexplain.core.taps import plan_layers, tap_activations
 from nbexplain.core.views import MapView
 
