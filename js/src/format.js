@@ -41,7 +41,7 @@ export function formatStep(step, total) {
  * @param {{area: number | null, changesDecision: boolean}} frame
  */
 export function necessaryLine(frame) {
-  const verdict = frame.changesDecision ? "changes the decision under every fill" : "does not change the decision yet";
+  const verdict = frame.changesDecision ? "changes the decision" : "does not change the decision yet";
   return `necessary (searching): removing ${formatPercent(frame.area)} ${verdict}`;
 }
 

@@ -14,7 +14,7 @@ import { checkShape, toBytes } from "./bytes.js";
  * @property {number} height mask height
  * @property {Uint8Array} mask 0..255, row-major
  * @property {"sufficient" | "necessary"} half which mask trains: the kept pixels, or the removed region
- * @property {boolean} changesDecision for the necessary half: removing its region changes the decision under every fill
+ * @property {boolean} changesDecision for the necessary half: removing its region changes the decision (under every removal)
  */
 
 /**

@@ -28,6 +28,6 @@ test("describeNode names layers and classes for people", () => {
 
 test("the necessary half's live line says whether its region changes the decision yet", () => {
   assert.equal(necessaryLine({ area: 0.031, changesDecision: true }),
-    "necessary (searching): removing 3.1% changes the decision under every fill");
+    "necessary (searching): removing 3.1% changes the decision");
   assert.match(necessaryLine({ area: null, changesDecision: false }), /removing \u2014 does not change the decision yet$/);
 });

@@ -22,7 +22,7 @@ The region is a union of cells (``necessary_cells`` along the longest side, or a
 The search is the sufficient mask's, mirrored: a relevance start (how fast removing each cell lowers the
 target's lead over its foils, averaged over the image whole and ``necessary_draws`` random partial
 removals, so cells that act together count), a few gradient steps on the cell logits, a cut search
-over the ranking they give (the smallest cut that changes the decision under every fill), then piece
+over the ranking they give (the smallest cut whose removal changes the decision), then piece
 dropping (pieces whose return keeps the decision changed go back); the result is checked by a forward pass.
 """
 
@@ -73,8 +73,7 @@ class Necessary:
         """One line for the summary; ``name(k)`` gives a class's name."""
         if not self.found:
             return f"necessary evidence: none. {self.note}"
-        how = ("under every fill" if len(self.fills) > 1 else "filled in from its surroundings"
-               if self.fills == ("surroundings",) else f"under the {self.fills[0]} fill")
+        how = removal_phrase(self.fills)
         if self.contrastive:
             change = f"makes {name(self.foils[0])!r} overtake {name(self.target)!r} {how}"
         else:
@@ -83,6 +82,13 @@ class Necessary:
         return (f"necessary evidence: removing {self.area:.1%} of the pixels {change}; p({name(self.target)}) "
                 f"{self.prob_before:.3f} -> {self.prob_after:.3f}, p({name(self.turns_into)}) "
                 f"{self.prob_turns_into_before:.3f} -> {self.prob_turns_into_after:.3f}")
+
+
+def removal_phrase(fills: tuple[str, ...]) -> str:
+    """How a region was removed, for messages: "filled in from its surroundings" or "under every fill"."""
+    if fills == ("surroundings",):
+        return "filled in from its surroundings"
+    return "under every fill" if len(fills) > 1 else f"under the {fills[0]} fill"
 
 
 def default_foils(logits_x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
@@ -131,13 +137,13 @@ class NecessarySearch:
         return F.interpolate(z[:, None], size=self.x.shape[-2:], **mode)[:, 0]
 
     def removed(self, m: torch.Tensor, rows=None) -> torch.Tensor:
-        """Each image with the pixels of m [n, H, W] removed, under every fill: [n_fills * n, C, H, W]."""
+        """Each image with the pixels of m [n, H, W] removed, by every removal: [n_removals * n, C, H, W]."""
         rows = torch.arange(self.x.shape[0], device=self.x.device) if rows is None else rows
         m4, x = m[:, None], self.x[rows]
         return torch.cat([removal(x, m4, rows) for removal in self.removals])
 
     def judge(self, m: torch.Tensor, rows: torch.Tensor):
-        """Per mask [n, H, W] of images ``rows``: whether the decision changed under every fill, and the
+        """Per mask [n, H, W] of images ``rows``: whether the decision changed under every removal, and the
         logits under each fill [n_fills, n, classes]."""
         logits = self.logits_of(self.removed(m, rows)).view(len(self.removals), len(rows), -1)
         ok = torch.stack([changed(lg, self.target[rows], self.foils[rows], self.contrastive) for lg in logits]).all(0)
@@ -189,7 +195,7 @@ class NecessarySearch:
     @torch.no_grad()
     def cut(self, z: torch.Tensor):
         """Per image, the smallest cut of the ranking z (up to ``necessary_max_area``) whose removal changes
-        the decision under every fill; also whether one did, and the largest cut tried otherwise."""
+        the decision under every removal; also whether one did, and the largest cut tried otherwise."""
         b = z.shape[0]
         full = self.upsample(z)
         ranked = full.flatten(1).sort(dim=1, descending=True).values
@@ -256,7 +262,8 @@ class NecessarySearch:
                 note = ("the model does not predict this class here, so there is no decision to change"
                         if not bool(self.decided[i]) else
                         f"no region of up to {self.cfg.necessary_max_area:.0%} of the image changes the decision "
-                        f"to {'that foil' if self.contrastive else 'another likely class'} under every fill: "
+                        f"to {'that foil' if self.contrastive else 'another likely class'} "
+                        f"{removal_phrase(tuple(fill_names[i]))}: "
                         "the decision is robust, or its evidence is spread over more of the image")
             out.append(Necessary(
                 mask=(masks[i] if good else torch.zeros_like(masks[i])).float().cpu(),

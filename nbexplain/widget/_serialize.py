@@ -121,7 +121,7 @@ def frame_message(
     ``half`` says which mask trains. The sufficient half's frames (``mask``: the kept pixels) are of type
     "frame"; the necessary half's (``mask``: the removed cells) are of type "necessary", so a front end
     that does not know them ignores them, and they carry ``changes_decision``: whether removing those
-    cells changes the decision under every fill."""
+    cells changes the decision."""
     data, shape = mask_to_uint8(mask)
     content = {
         "type": "necessary" if half == "necessary" else "frame",

@@ -138,7 +138,7 @@ function formatStep(step, total) {
   return isNumber(total) && total > 0 ? `${step} / ${total}` : String(step);
 }
 function necessaryLine(frame) {
-  const verdict = frame.changesDecision ? "changes the decision under every fill" : "does not change the decision yet";
+  const verdict = frame.changesDecision ? "changes the decision" : "does not change the decision yet";
   return `necessary (searching): removing ${formatPercent(frame.area)} ${verdict}`;
 }
 function isNumber(v) {
