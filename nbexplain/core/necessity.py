@@ -115,9 +115,10 @@ class NecessarySearch:
     """Finds the necessary region for a batch of images (see the module's docstring).
 
     ``logits_of(images)`` -> logits, leaving no activations behind; ``removals`` are the ways pixels are
-    removed, each ``removal(x, m)`` -> x with the pixels of m [n, 1, H, W] removed (the decision must change
-    under every one); ``foils`` [B, K] the classes the decision must change to. ``grid`` is the cells' grid
-    (h, w); ``patches`` says they are a transformer's patches (upsampled without smoothing)."""
+    removed, each ``removal(x, m, rows)`` -> the images x (rows ``rows`` of the batch) with the pixels of
+    m [n, 1, H, W] removed (the decision must change under every one); ``foils`` [B, K] the classes the
+    decision must change to. ``grid`` is the cells' grid (h, w); ``patches`` says they are a
+    transformer's patches (upsampled without smoothing)."""
 
     def __init__(self, logits_of, x, target, logits_x, removals, foils, cfg, grid, patches=False, contrastive=False,
                  callbacks=(), step_offset=0):
