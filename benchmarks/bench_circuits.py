@@ -25,7 +25,7 @@ that random sets cannot go below: a fully ablated network still names a class),
 and the mean seconds to read a circuit (sizing included; explaining and validation
 not counted). "Kept" is validate()'s test: the target is still the top class.
 Targets: circuit sufficient on >= 90% of images, random sets <= 15%, circuit
-<= 1/3 of the tapped channels.
+<= 25 % of the tapped channels.
 """
 
 from __future__ import annotations

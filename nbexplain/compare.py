@@ -287,7 +287,7 @@ def _removal_scores(model, x, attributions, res, fill, normalization, target) ->
         return {}
     from .core.fills import make_fill, surroundings
 
-    if nec.fills == ("surroundings",):
+    if nec.removal == "surroundings":
         removals = [lambda m: surroundings(x, m)]
     else:
         fills = (fill.expand_as(x), make_fill(x, "mean", normalization))

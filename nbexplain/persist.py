@@ -240,6 +240,9 @@ def _necessary_from(d):
 
     if d is None:
         return None
+    d = dict(d)
+    # Files written before the record said how it removed pixels: surroundings were the only single fill.
+    d.setdefault("removal", "surroundings" if list(d["fills"]) == ["surroundings"] else "fills")
     return Necessary(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 

@@ -16,7 +16,8 @@ class CircuitConfig:
 
     sizing: ``"decision"`` (default): when the input is known and ``nodes_per_layer`` is
         None, each layer keeps the fewest channels - ranked by relevance to the target
-        (activation x gradient of its logit) - with which the circuit alone still keeps
+        (what filling each one costs its logit, integrated along the path from the filled
+        layer: ``validate.channel_relevance``) - with which the circuit alone still keeps
         the target in ``validate()``'s own ablation test (see
         ``validate.decision_sizes``); the size follows what the decision needs.
         ``"fixed"``: the ``nodes_per_layer`` budget below, channels ranked by energy.

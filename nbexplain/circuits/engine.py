@@ -144,8 +144,9 @@ def _select(reading: Reading, target: int, config: CircuitConfig):
         model, inputs, fill = reading.model, reading.inputs, config.validate_fill
         relevance = channel_relevance(model, layers, inputs, target, fill, sites=reading.sites)
         orders = {name: _top_nodes(relevance[name], len(relevance[name])) for name in layers}
+        useful = {name: int((relevance[name] > 0).sum()) for name in layers}
         sizing = decision_sizes(model, layers, orders, inputs, target=target, fill=fill, recover=config.recover,
-                                sites=reading.sites)
+                                sites=reading.sites, useful=useful)
         return relevance, sizing, {name: orders[name][:sizing.sizes[name]] for name in layers}
     last = layers[-1]
     return None, None, {name: _top_nodes(energies[name], config.nodes_for(name, len(energies[name]), name == last))

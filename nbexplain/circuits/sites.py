@@ -50,7 +50,7 @@ class Site:
         raise NotImplementedError
 
     def apply_keep(self, z: torch.Tensor, keep: torch.Tensor, fill: str) -> torch.Tensor:
-        """``z`` with the nodes outside ``keep`` [V, n] set to zero or to their mean over positions."""
+        """``z`` with the nodes outside ``keep`` [V, n] set to ``filled(z, fill)``."""
         keep = keep.to(device=z.device, dtype=z.dtype).repeat_interleave(self.group, dim=1)
         dim = self.channel_dim % z.dim()
         shape = [1] * z.dim()
@@ -58,8 +58,14 @@ class Site:
         keep = keep.view(shape)
         if fill == "zero":
             return z * keep
-        positions = tuple(d for d in range(1, z.dim()) if d != dim)
-        return z * keep + z.mean(dim=positions, keepdim=True) * (1 - keep)
+        return z * keep + self.filled(z, fill) * (1 - keep)
+
+    def filled(self, z: torch.Tensor, fill: str) -> torch.Tensor:
+        """What ``fill`` puts in place of every node of ``z``: zero, or each node's mean over positions."""
+        if fill == "zero":
+            return torch.zeros_like(z)
+        dim = self.channel_dim % z.dim()
+        return z.mean(dim=tuple(d for d in range(1, z.dim()) if d != dim), keepdim=True)
 
     def node_values(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, n, positions...]``: the tensor per node (a head's entries stay together)."""

@@ -207,8 +207,7 @@ def _run_variants(model, ablation, x, layers, totals, variants):
     """Target-class-agnostic softmax ``[len(variants), classes]``; a variant is ``{layer: kept channels}``
     (a layer missing from it keeps every channel)."""
     # BatchNorm without running statistics normalises over the batch: variants must then run alone.
-    step = 1 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is None
-                    for m in model.modules()) else _CHUNK
+    step = 1 if _batch_coupled(model) else _CHUNK
     probs = []
     for start in range(0, len(variants), step):
         chunk = variants[start:start + step]
@@ -238,26 +237,33 @@ class Sizing:
                 "kept": self.kept, "share": self.share, "forwards": self.forwards, "recover": self.recover}
 
 
-def _grid(n):
-    """Candidate channel counts for a layer of ``n`` channels: every count, 1 to n (bisection
-    needs about log2(n) tests)."""
-    return list(range(1, n + 1))
+def _grid(n, useful=None):
+    """Candidate node counts for a layer of ``n`` nodes whose first ``useful`` (in the order) help the
+    target: every count up to ``useful``, then ``n`` (bisection needs about log2(useful) tests)."""
+    useful = n if useful is None else max(1, min(int(useful), n))
+    return list(range(1, useful + 1)) + ([n] if useful < n else [])
 
 
-def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recover=0.5, sites=None) -> Sizing:
+def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recover=0.5, sites=None,
+                   useful=None) -> Sizing:
     """The fewest channels per layer whose circuit alone is sufficient for ``target``.
 
     ``orders``: ``{layer: channel indices, best first}``; the circuit keeps a prefix of
-    each. The test is ``CircuitValidation.is_sufficient``: keep those channels at every
+    each. ``useful``: ``{layer: how many of the first channels help the target}`` (positive
+    relevance); sizes are looked for among those prefixes, with every channel as the fallback
+    (a prefix that runs into the channels that lower the target fails, and the search would
+    then return almost every channel).
+
+    The test is ``CircuitValidation.is_sufficient``: keep those channels at every
     tapped layer, fill the rest, run the input; the target must stay the top class and
     recover ``recover`` of what the channels add to its probability over the empty set
     (every channel filled). The search, one single-image forward pass per test:
 
     1. each layer alone (the other layers unablated): the smallest sufficient prefix, found
-       by bisection over the counts 1..C;
+       by a doubling search and bisection over the counts 1..C (``smallest``);
     2. all layers together: those counts grown by a common factor (1, 1.25, 1.5, 2, 3,
-       4, 6, 8, 16, then everything), the smallest that is sufficient, by bisection;
-    3. each layer in turn (most grown first): shrunk back by bisection, but never below
+       4, 6, 8, 16, then everything), the smallest that is sufficient, searched the same way;
+    3. each layer in turn (most grown first): shrunk back the same way, but never below
        its own bound from step 1.
 
     Layers are never shrunk below their step-1 bound: with an earlier layer nearly emptied,
@@ -265,7 +271,7 @@ def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recove
     can carry the decision on them (measured: one channel at each of four ResNet-18 layers,
     18 at the last, passed the test), which would make the earlier layers look unneeded.
 
-    Only tested sizes are returned, so the result always passes the test (bisection
+    Only tested sizes are returned, so the result always passes the test (the search
     assumes that more channels do not hurt; where they do, the result is merely not the
     smallest). If even the unablated input is not classified as ``target``, every
     channel is kept and ``kept`` is False.
@@ -289,8 +295,14 @@ def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recove
         return int(probs.argmax()) == int(target) and float(probs[target]) >= needed - 1e-12
 
     def smallest(candidates, test):
-        """Smallest candidate passing ``test`` by bisection; the last one is known to pass."""
-        lo, hi = 0, len(candidates) - 1
+        """A small candidate passing ``test`` (the last one is known to pass): the first to pass of
+        candidates 1, 2, 4, 8, ... (their positions), then bisection back to the one before it. Where
+        more channels can hurt, a plain bisection that tests a failing middle first skips the small
+        sets that pass (measured: 256 of 256 channels where 8 passed)."""
+        last, before, step = len(candidates) - 1, -1, 0
+        while step < last and not test(candidates[step]):
+            before, step = step, 2 * step + 1
+        lo, hi = before + 1, min(step, last)
         while lo < hi:
             mid = (lo + hi) // 2
             if test(candidates[mid]):
@@ -303,6 +315,8 @@ def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recove
         clean = ablation.run(x, None)
         forwards += 1
         totals = dict(ablation.channel_counts)
+        limit = {n: totals[n] if useful is None or n not in useful else max(1, min(int(useful[n]), totals[n]))
+                 for n in layers}
         if int(clean.argmax()) != int(target):
             return Sizing(dict(totals), dict(totals), False, forwards, recover)
         empty = _run_variants(model, ablation, x, layers, totals, [{name: () for name in layers}])[0]
@@ -311,61 +325,89 @@ def decision_sizes(model, layers, orders, inputs, *, target, fill="zero", recove
         needed = p_empty + recover * max(0.0, p_clean - p_empty)
         single = {}
         for name in layers:
-            single[name] = smallest(_grid(totals[name]), lambda k: k == totals[name] or keeps({name: k}))
+            single[name] = smallest(_grid(totals[name], limit[name]), lambda k: k == totals[name] or keeps({name: k}))
         factors = [1, 1.25, 1.5, 2, 3, 4, 6, 8, 16, math.inf]
 
         def grown(f):
-            return {n: totals[n] if f == math.inf else min(totals[n], math.ceil(single[n] * f)) for n in layers}
+            return {n: totals[n] if f == math.inf else min(max(single[n], limit[n]), math.ceil(single[n] * f))
+                for n in layers}
 
         sizes = grown(smallest(factors, lambda f: f == math.inf or keeps(grown(f))))
         for name in sorted(layers, key=lambda n: -(sizes[n] - single[n])):
-            grid = [k for k in _grid(totals[name]) if single[name] <= k < sizes[name]] + [sizes[name]]
+            grid = [k for k in _grid(totals[name], limit[name]) if single[name] <= k < sizes[name]] + [sizes[name]]
             if len(grid) > 1:
                 best = smallest(grid, lambda k: k == sizes[name] or keeps(dict(sizes, **{name: k})))
                 sizes = dict(sizes, **{name: best})
     return Sizing({n: int(sizes[n]) for n in layers}, totals, True, forwards, recover)
 
 
-def channel_relevance(model, layers, inputs, target, fill="zero", sites=None) -> dict:
-    """``{layer: [C]}``: first-order estimate of what filling each channel (head, unit) costs the
-    target's logit.
+#: points along the path from a layer's filled activation to its own at which ``channel_relevance``
+#: takes the gradient (midpoints of equal steps)
+PATH_POINTS = 8
 
-    ``sum over positions of (a - fill(a)) * d logit / d a``, with ``a`` the tapped
-    activation on ``inputs`` and ``fill(a)`` zero or its mean over positions; the gradient of
-    each tap is taken with the tap's value as the variable (through the later layers
-    only). Large positive values: channels the decision leans on.
+
+def channel_relevance(model, layers, inputs, target, fill="zero", sites=None, points=PATH_POINTS) -> dict:
+    """``{layer: [C]}``: what filling each channel (head, unit) costs the target's logit, integrated
+    along the path from the filled layer to the layer as it is (integrated gradients at the layer).
+
+    ``sum over positions of (a - fill(a)) * mean over t of d logit / d a`` at ``fill(a) + t (a - fill(a))``,
+    ``t`` the midpoints of ``points`` equal steps in (0, 1), with ``a`` the tapped activation on
+    ``inputs`` and ``fill(a)`` zero or its mean over positions; each layer is moved alone (the others
+    as they are). Large positive values: channels the decision leans on. The gradient at the
+    activation alone (``points=1`` would be close to it) ranks for a small change, but a circuit
+    fills most channels at once, where the first-order estimate misleads: on a scene ResNet it asked
+    for 60 of the 64 channels of one layer, the integrated ranking for 10.
     """
     layers = tuple(layers)
     sites = _sites_for(layers, sites)
     device, dtype = model_device_dtype(model)
     x = inputs[0] if inputs.dim() == 4 else inputs
     x = x.detach().to(device=device, dtype=dtype)[None]
-    taps = {}
+    steps = (torch.arange(points, device=device, dtype=dtype) + 0.5) / points
+    # BatchNorm without running statistics normalises over the batch: the path points must then run alone.
+    chunks = steps.split(1) if _batch_coupled(model) else (steps,)
+    out = {}
+    with eval_mode(model):
+        for name in layers:
+            site, total = sites[name], 0.0
+            for t in chunks:
+                total = total + _path_gradient_sum(model, site, x, target, fill, t)
+            out[name] = (total / points).cpu()
+    return out
 
-    def leaf_at(name):
-        def fn(z):
-            if name in taps:
-                return None
-            leaf = z.detach().clone().requires_grad_(True)
-            taps[name] = leaf
-            return leaf.clone()  # downstream in-place operations must not touch the leaf
-        return fn
+
+def _path_gradient_sum(model, site, x, target, fill, steps) -> torch.Tensor:
+    """``[n]``: ``sum over the points t of sum over positions of (a - fill(a)) * d logit / d a`` at
+    ``fill(a) + t (a - fill(a))``, one row of the batch per point."""
+    held_values = {}
+
+    def along_path(z):
+        if "leaf" in held_values:
+            return None
+        base = site.filled(z, fill)
+        shape = [len(steps)] + [1] * (z.dim() - 1)
+        leaf = (base + steps.view(shape) * (z - base)).detach().requires_grad_(True)
+        held_values.update(leaf=leaf, delta=(z - base).detach())
+        return leaf.clone()  # downstream in-place operations must not touch the leaf
 
     with hooks() as held:
-        for name in layers:
-            held.append(sites[name].attach(model, leaf_at(name)))
-        with eval_mode(model), torch.enable_grad():
-            logits = logits_from(model(x))
-            grads = torch.autograd.grad(logits[0, int(target)], [taps[n] for n in layers], allow_unused=True)
-    out = {}
-    for name, g in zip(layers, grads):
-        site, a = sites[name], taps[name].detach()
-        g = torch.zeros_like(a) if g is None else g
-        if fill == "mean":
-            dim = site.channel_dim % a.dim()
-            a = a - a.mean(dim=tuple(d for d in range(1, a.dim()) if d != dim), keepdim=True)
-        out[name] = site.node_values(a * g)[0].double().flatten(1).sum(dim=1).cpu()
-    return out
+        held.append(site.attach(model, along_path))
+        with torch.enable_grad():
+            logits = logits_from(model(x.expand(len(steps), *x.shape[1:])))
+            if "leaf" not in held_values:
+                if isinstance(site, OutputSite):
+                    raise ValueError(f"Layer {site.name!r} did not run in the forward pass; tap layers the model runs.")
+                raise never_ran(model, site)
+            grad, = torch.autograd.grad(logits[:, int(target)].sum(), held_values["leaf"], allow_unused=True)
+    delta = held_values["delta"]
+    grad = torch.zeros_like(delta) if grad is None else grad
+    return site.node_values(delta * grad).double().flatten(2).sum(dim=(0, 2))
+
+
+def _batch_coupled(model) -> bool:
+    """Whether rows of a batch affect each other (BatchNorm without running statistics)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is None
+               for m in model.modules())
 
 
 def _sites_for(layers, sites):

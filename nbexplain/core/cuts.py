@@ -19,7 +19,7 @@ from .pieces import label_pieces, pieces_by_size
 #: shares of the image at which mask logits are cut (the starting ranking and the final one)
 CUT_AREAS = (0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6)
 
-#: pieces of a sufficient mask scored for removal, the largest first (``drop_unneeded_pieces``)
+#: pieces of a mask scored for removal, the largest first (``drop_unneeded_pieces``)
 MAX_PIECES = 8
 
 
@@ -93,13 +93,14 @@ def smallest_start_cut(rankings: list[torch.Tensor], logits_of, judge, prob_fill
 
 
 def drop_unneeded_pieces(masks: torch.Tensor, rows: torch.Tensor, size: tuple[int, int], judge) -> dict:
-    """Of the sufficient masks ``masks[rows]``, each without the pieces the decision does not need:
-    ``{image: mask}`` for the images that lose one (pieces are labelled at the working ``size``).
+    """Of the masks ``masks[rows]`` that pass ``judge`` (sufficient, or whose removal changes the
+    decision), each without the pieces the test does not need: ``{image: mask}`` for the images that
+    lose one (pieces are labelled at the working ``size``).
 
-    The steps and cuts judge a mask as a whole, so a sufficient mask may carry a separate piece
-    (a patch of background, a second object) that nothing needs. Every piece is scored removed
-    on its own (the ``MAX_PIECES`` largest, one batched pass); all pieces that can go alone are
-    then dropped together if the rest still suffices, else the largest of them."""
+    The steps and cuts judge a mask as a whole, so a mask may carry a separate piece (a patch of
+    background, a second object) that nothing needs. Every piece is scored removed on its own (the
+    ``MAX_PIECES`` largest, one batched pass); all pieces that can go alone are then dropped
+    together if the rest still passes, else the largest of them."""
     if not len(rows):
         return {}
     labels = label_pieces(masks[rows], size)

@@ -34,12 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
-from .pieces import label_pieces, pieces_by_size
+from .cuts import drop_unneeded_pieces
 
 #: areas (shares of the image) at which the necessary ranking is cut, smallest first
 NECESSARY_CUTS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.45)
-#: pieces of a necessary region tried back, the largest first
-MAX_PIECES = 8
 #: shares of cells removed at random in the relevance start's draws, in turn
 DRAW_SHARES = (0.1, 0.3, 0.5)
 
@@ -62,18 +60,22 @@ class Necessary:
     prob_after: float
     prob_turns_into_before: float | None  #: p(turns_into) on the image
     prob_turns_into_after: float | None  #: p(turns_into) with the region removed (own fill)
-    fills: tuple[str, ...]  #: the removal fills under each of which the decision changed (or was tried)
+    #: the fills under each of which the decision changed (or was tried): ``("surroundings",)``, or the
+    #: explanation's fill and its check fills
+    fills: tuple[str, ...]
     foils: tuple[int, ...]  #: the classes the decision had to change to
     contrastive: bool  #: True when the user named the foil (``explain(img, foil=k)``)
     max_area: float
     seconds: float = 0.0
     note: str | None = None
+    #: how removed pixels were replaced: ``"surroundings"`` or ``"fills"`` (``ExplainConfig.necessary_removal``)
+    removal: str = "surroundings"
 
     def describe(self, name) -> str:
         """One line for the summary; ``name(k)`` gives a class's name."""
         if not self.found:
             return f"necessary evidence: none. {self.note}"
-        how = removal_phrase(self.fills)
+        how = removal_phrase(self.removal, self.fills)
         if self.contrastive:
             change = f"makes {name(self.foils[0])!r} overtake {name(self.target)!r} {how}"
         else:
@@ -84,9 +86,9 @@ class Necessary:
                 f"{self.prob_turns_into_before:.3f} -> {self.prob_turns_into_after:.3f}")
 
 
-def removal_phrase(fills: tuple[str, ...]) -> str:
+def removal_phrase(removal: str, fills: tuple[str, ...]) -> str:
     """How a region was removed, for messages: "filled in from its surroundings" or "under every fill"."""
-    if fills == ("surroundings",):
+    if removal == "surroundings":
         return "filled in from its surroundings"
     return "under every fill" if len(fills) > 1 else f"under the {fills[0]} fill"
 
@@ -123,6 +125,7 @@ class NecessarySearch:
     def __init__(self, logits_of, x, target, logits_x, removals, foils, cfg, grid, patches=False, contrastive=False,
                  callbacks=(), step_offset=0):
         self.logits_of, self.x, self.target, self.removals, self.foils = logits_of, x, target, list(removals), foils
+        self.removal = cfg.necessary_removal
         self.cfg, self.grid, self.patches, self.contrastive = cfg, tuple(grid), patches, contrastive
         self.callbacks, self.step_offset = list(callbacks), step_offset
         self.logits_x = logits_x
@@ -217,26 +220,12 @@ class NecessarySearch:
 
     @torch.no_grad()
     def drop_pieces(self, masks: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
-        """Give back each piece of a necessary region whose return keeps the decision changed: all such
-        pieces together if that still works, else the largest of them."""
+        """Give back the pieces of each necessary region whose return keeps the decision changed
+        (``cuts.drop_unneeded_pieces``, with "changed" as the test); pieces are cells of the grid."""
         rows = found.nonzero()[:, 0]
-        if not len(rows):
-            return masks
-        labels = label_pieces(masks[rows], self.grid)
-        for j, ids in enumerate(pieces_by_size(labels, MAX_PIECES)):
-            if len(ids) < 2:
-                continue
-            i = rows[j:j + 1]
-            without = torch.stack([masks[i[0]] * (labels[j] != p) for p in ids])
-            ok, _ = self.judge(without, i.repeat(len(ids)))
-            if not bool(ok.any()):
-                continue
-            gone = torch.tensor(ids, device=masks.device)[ok]
-            joint = masks[i[0]] * ~torch.isin(labels[j], gone)
-            if len(gone) > 1 and bool(self.judge(joint[None], i)[0][0]):
-                masks[i[0]] = joint
-            else:
-                masks[i[0]] = without[int(ok.nonzero()[0, 0])]
+        smaller = drop_unneeded_pieces(masks, rows, self.grid, lambda r, m, eligible=None: (None, self.judge(m, r)[0]))
+        for i, mask in smaller.items():
+            masks[i] = mask
         return masks
 
     def run(self, fill_names, seconds_of=None) -> list[Necessary]:
@@ -264,7 +253,7 @@ class NecessarySearch:
                         if not bool(self.decided[i]) else
                         f"no region of up to {self.cfg.necessary_max_area:.0%} of the image changes the decision "
                         f"to {'that foil' if self.contrastive else 'another likely class'} "
-                        f"{removal_phrase(tuple(fill_names[i]))}: "
+                        f"{removal_phrase(self.removal, tuple(fill_names[i]))}: "
                         "the decision is robust, or its evidence is spread over more of the image")
             out.append(Necessary(
                 mask=(masks[i] if good else torch.zeros_like(masks[i])).float().cpu(),
@@ -274,7 +263,7 @@ class NecessarySearch:
                 prob_turns_into_after=None if new is None else float(probs[0, i, new]),
                 fills=tuple(fill_names[i]), foils=tuple(int(k) for k in self.foils[i]),
                 contrastive=self.contrastive, max_area=self.cfg.necessary_max_area,
-                seconds=seconds_of or 0.0, note=note,
+                seconds=seconds_of or 0.0, note=note, removal=self.removal,
             ))
         return out
 

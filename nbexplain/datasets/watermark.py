@@ -57,10 +57,10 @@ def photo_views(name: str, size: int = 224) -> list[tuple[str, torch.Tensor]]:
     """A photo of ``nbexplain.datasets.PHOTOS`` as several model-size views, [3, size, size] in [0, 1]:
     the whole photo and three crops (``CROPS``), each also mirrored, each resized so its shorter side
     is ``size`` (antialiased) and centre-cropped."""
-    from ..zoo.preprocess import to_unit_tensor
+    from ..core.inputs import pixels_to_tensor
     from .photos import load_photo
 
-    img = to_unit_tensor(load_photo(name))[None]
+    img = pixels_to_tensor(load_photo(name))[None]
     h, w = img.shape[-2:]
     out = []
     for crop, where in CROPS.items():
