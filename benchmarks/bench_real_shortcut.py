@@ -20,10 +20,11 @@ of the image that does):
 Also: whether removing each method's region (filled in from its surroundings) changes the decision.
 
 Then the audit of the mix (every view clean and watermarked; ``nbexplain.audit`` with its ``fast``
-preset, no circuits): its groups across classes by where the necessary evidence lies
-(``Audit.artifacts``), the most suspicious first. The truth is the set of watermarked views whose top-1
-the watermark changed. Scores: the top group's precision and recall of that set and the share of its
-shared region within 3 px of the strokes. Beside it, SpRAy on Grad-CAM (Lapuschkin et al. 2019): the
+preset, no circuits): its patterns across classes (``Audit.artifacts``: images that carry the same
+pattern where the necessary evidence of all images gathers; the group is the carriers whose decision
+removing the pattern's footprint changes), the most suspicious first. The truth is the set of
+watermarked views whose top-1 the watermark changed. Scores: the top group's precision and recall of
+that set and the share of its footprint within 3 px of the strokes. Beside it, SpRAy on Grad-CAM (Lapuschkin et al. 2019): the
 Grad-CAM maps of every image, pooled, clustered by the same spectral clustering; SpRAy ranks no group,
 so its best group by F1 is reported (a choice that favours it).
 """
@@ -169,7 +170,7 @@ def audit_mix(args, zoo, clean, marked, decided, band):
 
     from nbexplain import audit
     from nbexplain.audits.grouping import knn_graph, mask_features, spectral_groups
-    from nbexplain.audits.suspicion import SHARED_AT, pooled_masks
+    from nbexplain.audits.suspicion import pooled_masks
     from nbexplain.baselines.gradcam import gradcam
 
     n = len(clean)
@@ -182,14 +183,12 @@ def audit_mix(args, zoo, clean, marked, decided, band):
           f"necessary region found on {int(result.table['necessary_found'].sum())}")
     print("\n| method | group | size | precision | recall | shared region on the watermark | suspicion |")
     print("|---|---|---|---|---|---|---|")
-    band_small = pooled_masks([band.numpy()])[0] > 0.5
     for a in result.artifacts[:3]:
         members = set(a.indices.tolist())
         hit = len(members & truth)
-        region = a.shared_map >= SHARED_AT
-        on = float((region & band_small).sum() / region.sum()) if region.any() else float("nan")
-        print(f"| nbexplain artifacts (necessary) | #{a.index} | {a.size} | {hit / a.size:.2f} | {hit / len(truth):.2f} | "
-              f"{on:.2f} | {a.suspicion:.2f} |")
+        on = float((a.footprint & band.numpy()).sum() / a.footprint.sum()) if a.footprint.any() else float("nan")
+        print(f"| nbexplain artifacts (necessary, across classes) | #{a.index}, carried by {len(a.carriers)} | {a.size} | "
+              f"{hit / max(1, a.size):.2f} | {hit / len(truth):.2f} | {on:.2f} | {a.suspicion:.2f} |")
     per_class = result.groups[0]
     hit = len(set(per_class.indices.tolist()) & truth)
     print(f"| nbexplain per-class groups (sufficient) | #0 | {per_class.size} | {hit / per_class.size:.2f} | "

@@ -222,8 +222,8 @@ class Audit:
         self.groups = find_groups(self._rows, self.mask, worker=worker, labels=self.labels, features=tuple(features),
                                   neighbours=neighbours, max_groups=max_groups, seed=seed)
         if worker is not None and "necessary_found" in self._rows:
-            self.artifacts = find_artifacts(self._rows, self.necessary, worker, self.labels, neighbours=neighbours,
-                                            max_groups=max_groups, seed=seed)
+            self.artifacts = find_artifacts(self._rows, self.necessary, worker, self.labels, max_groups=max_groups,
+                                            seed=seed)
         self.grouping_seconds = time.perf_counter() - start
         self.store.write_groups(_groups_to_table(self.groups))
         return self.groups
@@ -231,9 +231,10 @@ class Audit:
     @property
     def artifact_table(self) -> pd.DataFrame:
         """One row per artifact group (across classes), most suspicious first."""
-        cols = ["size", "classes", "area", "suspicion", "removal", "removal_elsewhere", "paste", "paste_moved"]
-        return pd.DataFrame([{"artifact": a.index, **{c: getattr(a, c) for c in cols}} for a in self.artifacts],
-                            columns=["artifact", *cols]).set_index("artifact")
+        cols = ["size", "carriers", "classes", "area", "suspicion", "removal", "removal_moved", "paste", "paste_moved"]
+        rows = [{"artifact": a.index, **{c: getattr(a, c) for c in cols}, "carriers": len(a.carriers)}
+                for a in self.artifacts]
+        return pd.DataFrame(rows, columns=["artifact", *cols]).set_index("artifact")
 
     @property
     def group_table(self) -> pd.DataFrame:
@@ -266,7 +267,7 @@ class Audit:
         for g in self.groups[:5]:
             lines.append(f"  {g!r}")
         if self.artifacts:
-            lines.append(f"Across classes, by where the necessary evidence lies: {len(self.artifacts)} groups")
+            lines.append(f"Across classes, patterns where the necessary evidence gathers: {len(self.artifacts)} groups")
             lines += [f"  {a!r}" for a in self.artifacts[:3]]
         return "\n".join(lines)
 

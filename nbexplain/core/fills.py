@@ -93,7 +93,7 @@ def make_fill(x: torch.Tensor, kind: str | FillKind, normalization, blur: float 
     if isinstance(kind, FillKind):
         kind, blur = kind.kind, kind.blur
     if kind == "blur":
-        return _gaussian_blur(x, max(x.shape[-2:]) * (BLUR_SIGMAS[0] if blur is None else blur))
+        return gaussian_blur(x, max(x.shape[-2:]) * (BLUR_SIGMAS[0] if blur is None else blur))
     if normalization is None:
         # Unknown preprocessing: use the image's own statistics.
         stat = x.mean(dim=(2, 3), keepdim=True) if kind == "mean" else x.amin(dim=(2, 3), keepdim=True)
@@ -109,7 +109,7 @@ def make_fill(x: torch.Tensor, kind: str | FillKind, normalization, blur: float 
 BLUR_DIRECT = 2.0
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """A Gaussian blur of x [B, C, H, W]; a wide one is blurred at a lower resolution and scaled back
     (a smooth field loses nothing to that), which costs the same whatever the sigma."""
     from torchvision.transforms.functional import gaussian_blur
@@ -145,8 +145,8 @@ def surroundings(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     have = torch.zeros_like(m)
     for share in SURROUNDING_SIGMAS:
         sigma = max(0.5, share * side)
-        weight = _gaussian_blur(keep, sigma)
-        estimate = _gaussian_blur(x * keep, sigma) / weight.clamp_min(1e-6)
+        weight = gaussian_blur(keep, sigma)
+        estimate = gaussian_blur(x * keep, sigma) / weight.clamp_min(1e-6)
         trust = (weight / SURROUNDING_SUPPORT).clamp(max=1) * (1 - have)
         fill = fill + trust * estimate
         have = have + trust
