@@ -16,6 +16,11 @@ Sections (each prints a table):
   class's group that best matches the truth: the most a person could get from it). The same
   audit on the ``honest`` model gives the no-false-alarm row. Grouping and the tests are timed
   against the explanations.
+* ``wandering``: a cue whose place varies. A model of the zoo's ResNet architecture is trained here
+  (cached under ``out/bench_audit/``; ``--wander-steps``) on scenes where 95 % of the triangles carry
+  the corner cue in one of the four corners, drawn at random, and no other image does. The same mix
+  as ``quality``, with each cue moved to a random corner, is audited; the most suspicious group
+  must still hold the cue-decided images (one shortcut, one group, wherever its evidence lies).
 * ``engines``: the same audit of ``--engine-n`` scenes on the local engine and on Ray Data (2
   actors of 1 CPU, a local cluster), throughput, Ray's start-up, peak memory, identical rows.
 * ``resume``: an audit from the command line killed with SIGKILL half way, then run again: time
@@ -38,7 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SECTIONS = ("quality", "engines", "resume")
+SECTIONS = ("quality", "wandering", "engines", "resume")
+CACHE = Path(__file__).resolve().parents[1] / "out" / "bench_audit"
 
 
 def parse_args(argv=None):
@@ -50,6 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--resume-n", type=int, default=48, help="images for the kill-and-resume run (default 48)")
     p.add_argument("--config", default="fast", help="explainer preset of the audit (default fast)")
     p.add_argument("--features", default="mask,channels", help="what nbexplain clusters (mask, channels)")
+    p.add_argument("--wander-steps", type=int, default=1000, help="training steps of the wandering-cue model")
     p.add_argument("--out", default=None, help="keep the run folders here (default: a temporary folder)")
     return p.parse_args(argv)
 
@@ -190,6 +197,97 @@ def section_quality(args, work: Path) -> None:
               f"{total} | {nd} |")
 
 
+# -- a cue whose place varies -----------------------------------------------------------------
+def in_corners(images: torch.Tensor, cued: torch.Tensor, gen: torch.Generator):
+    """``images`` (without any cue) with the corner cue painted in a random corner of each ``cued`` one;
+    also the cue masks."""
+    from nbexplain.datasets.cue import cue_geometry, cue_pattern
+
+    images, size = images.clone(), images.shape[-1]
+    offset, side = cue_geometry(size)
+    starts = (offset, size - offset - side)
+    masks = torch.zeros(len(images), size, size, dtype=torch.bool)
+    corners = torch.randint(0, 4, (len(images),), generator=gen)
+    for i in cued.nonzero()[:, 0].tolist():
+        r, c = starts[int(corners[i]) // 2], starts[int(corners[i]) % 2]
+        images[i, :, r:r + side, c:c + side] = cue_pattern(size)
+        masks[i, r:r + side, c:c + side] = True
+    return images, masks
+
+
+def wandering_model(steps: int):
+    """The zoo's ResNet trained on scenes whose triangles carry the cue in a random corner (cached)."""
+    import math
+
+    import torch.nn.functional as F
+
+    from nbexplain.datasets import CLASS_NAMES, CUE_CLASS, make_scenes
+    from nbexplain.zoo import load_model
+    from nbexplain.zoo.loading import build_model, load_weights_file, save_model
+
+    path = CACHE / f"wandering_cue_{steps}.pt"
+    if path.exists():
+        return load_weights_file(path, name="wandering")
+    base = load_model("shortcut").meta
+    meta = {k: base[k] for k in ("size", "mean", "std", "widths", "blocks", "cue_class")}
+    meta.update(name="wandering", labels=list(CLASS_NAMES), arch="resnet", shortcut="wandering", cue_rate=0.95,
+                steps=steps, batch=64, lr=6e-3, optimizer="adamw", weight_decay=1e-4, seed=0)
+    torch.manual_seed(0)
+    model = build_model(meta)
+    opt = torch.optim.AdamW(model.parameters(), lr=meta["lr"], weight_decay=meta["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
+    mean, std = torch.tensor(meta["mean"]).view(1, 3, 1, 1), torch.tensor(meta["std"]).view(1, 3, 1, 1)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    start, step = time.perf_counter(), 0
+    while step < steps:
+        pool = make_scenes(512, seed=2 * 10**6 + step, size=meta["size"])  # training seeds: away from every bench
+        cued = (pool.labels == CUE_CLASS) & (torch.rand(len(pool), generator=gen) < meta["cue_rate"])
+        images, _ = in_corners(pool.images, cued, gen)
+        order = torch.randperm(len(pool), generator=gen)
+        for k in range(0, len(order), meta["batch"]):
+            idx = order[k:k + meta["batch"]]
+            loss = F.cross_entropy(model((images[idx] - mean) / std), pool.labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step >= steps:
+                break
+    print(f"trained the wandering-cue model: {steps} steps, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    save_model(model.eval(), path, meta)
+    return load_weights_file(path, name="wandering")
+
+
+def section_wandering(args, work: Path) -> None:
+    import dataclasses
+
+    from nbexplain import audit
+    from nbexplain.datasets import CUE_CLASS, shortcut_mix
+
+    zm = wandering_model(args.wander_steps)
+    plain = shortcut_mix(args.n, seed=args.seed, cue=False)
+    carry = shortcut_mix(args.n, seed=args.seed).cue
+    images, masks = in_corners(plain.images, carry, torch.Generator().manual_seed(args.seed))
+    scenes = dataclasses.replace(plain, images=images, cue_masks=masks, cue=carry)
+    decided = cue_decided(zm.model, zm.normalize, scenes, plain, CUE_CLASS)
+    start = time.perf_counter()
+    a = audit(zm, scenes, out=work / "wandering", config=args.config, progress=False, gallery=False,
+              features=tuple(args.features.split(",")))
+    total = time.perf_counter() - start
+    print(f"\nwandering cue: {int(decided.sum())} images decided by the cue, in any corner; audit {total:.0f} s")
+    print("\n| group | class | size | precision ↑ | recall ↑ | suspicion |")
+    print("|---|---|---|---|---|---|")
+    for g in a.groups[:6]:
+        p, r = precision_recall(g.indices, scenes, decided)
+        print(f"| per-class #{g.index} | {g.target_name} | {g.size} | {p:.2f} | {r:.2f} | {g.suspicion:.2f} |")
+    for art in a.artifacts[:3]:
+        p, r = precision_recall(art.indices, scenes, decided) if art.size else (0.0, 0.0)
+        print(f"| across classes #{art.index} (carried by {len(art.carriers)}) | {', '.join(list(art.classes)[:2])} | "
+              f"{art.size} | {p:.2f} | {r:.2f} | {art.suspicion:.2f} |")
+
+
 class MemoryWatch:
     """Peak resident memory of this process and all its descendants (Ray's workers among them)."""
 
@@ -317,6 +415,8 @@ def main(argv=None) -> int:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-audit-"))
     if "quality" in sections:
         section_quality(args, work)
+    if "wandering" in sections:
+        section_wandering(args, work)
     if "engines" in sections:
         section_engines(args, work)
     if "resume" in sections:

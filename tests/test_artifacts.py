@@ -80,7 +80,7 @@ def test_a_stamp_that_tips_images_of_every_class_is_one_artifact_and_its_footpri
     assert set(top.carriers.tolist()) == carriers
     assert set(top.indices.tolist()) == decided
     footprint = torch.from_numpy(top.footprint)
-    near_stamp = F.max_pool2d(STAMP.float()[None, None], 3, 1, 1)[0, 0].bool()
+    near_stamp = F.max_pool2d(STAMP.float()[None, None], 7, 1, 3)[0, 0].bool()  # within 3 px, as the benchmark counts
     assert (footprint & STAMP).sum() >= 0.8 * STAMP.sum()  # it covers the stamp
     assert (footprint & near_stamp).sum() >= 0.8 * footprint.sum()  # and little else
     assert top.removal == 1.0 and top.removal_moved < 0.5

@@ -7,16 +7,18 @@ decision flips when a little of anything is removed). Pooled over many images it
 is found by *where* the necessary evidence of many images gathers and *what* lies there.
 
 1. **Where.** The necessary regions (``res.necessary``) of every image, of any class, are pooled;
-   the ``SEED_SHARE`` of the frame where they are densest is where to look.
-2. **What.** Every audited image is described by what removing that place takes away from it (the
-   pixels minus what their surroundings predict, ``fills.surroundings``) and grouped by it: images
-   that carry the same pattern there take the same thing away.
-3. **Its footprint.** In each group, the pixels where the members' fine detail (the image minus a
-   ``DETAIL_SIGMA`` blur) agrees far beyond chance: the group's mean detail over its standard error
-   reaches ``FOOTPRINT_T`` in some colour channel. A pattern laid over different photos agrees there;
-   the photos beneath do not. A group with no such pixel carries nothing shared. The pattern's
-   carriers are then the images whose detail on the footprint is like the group's mean there
-   (``CARRIES_AT``), in the group or not.
+   the ``SEED_SHARE`` of the frame where they are densest, split into separate places, is where to
+   look.
+2. **What.** At each place, the images whose fine detail (the image minus a ``DETAIL_SIGMA`` blur)
+   is like the mean detail there *carry* a pattern (cosine ``CARRIES_AT``; the mean and its
+   carriers are refined together a few times). A pattern laid over different photos has the same
+   sign everywhere it lies; the photos beneath cancel out in the mean. Carriers are chosen on half
+   the place's pixels (a checkerboard of blocks), since images chosen for being alike are alike
+   where they were chosen, even on noise.
+3. **Its footprint.** The pixels where the carriers' detail agrees far beyond chance: their mean
+   detail over its standard error reaches ``FOOTPRINT_T`` in some colour channel. A place whose
+   carriers agree on no pixel they were not chosen by shares nothing; otherwise the carriers are
+   then those alike on the footprint.
 4. **Its test**, on the footprint:
 
    * ``removal``: removing it (filled in from its surroundings) changes this share of the members'
@@ -41,13 +43,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from ..core.fills import gaussian_blur, surroundings
+from ..core.pieces import label_pieces
 from ..core.plumbing import class_name
-from .grouping import spectral_groups
 from .suspicion import MAP_SIDE
 
 #: share of the frame, where the necessary regions of all images are densest, searched for a pattern
@@ -62,6 +63,10 @@ FOOTPRINT_T = 8.0
 #: an image carries a pattern when its fine detail on the footprint has at least this cosine with the
 #: group's mean detail there (watermarked photo views: 0.77-0.98; the same views clean: at most 0.16)
 CARRIES_AT = 0.5
+#: hot cells this many cells apart (or closer) belong to one place
+SEED_JOIN = 2
+#: refinements of a pattern's carriers (they settle in two or three)
+REFINE_STEPS = 6
 #: images described and tested at most (a random draw of the audit): memory, and time
 MAX_IMAGES = 256
 
@@ -118,27 +123,25 @@ def find_artifacts(table: pd.DataFrame, necessary_of, worker, labels=None, *, ma
     ids, x = _common_size_inputs(table, worker, rng, max_images)
     if len(ids) < 2 * min_size:
         return []
-    where = _densest_place(found.index.to_numpy(), necessary_of, x.shape[-2:])
-    taken = _what_removal_takes(x, where)
-    # Every pair's likeness (at most MAX_IMAGES images), and at least two groups: those that carry
-    # a pattern there and those that do not. Images without one are alike in nothing, so a graph of
-    # nearest neighbours would join each of them to the carriers and hide the split.
-    affinity = sp.csr_matrix(np.clip(taken @ taken.T, 0, None))
-    groups = spectral_groups(affinity, max_groups, seed, min_groups=2)[0]
     detail = x - gaussian_blur(x, DETAIL_SIGMA)
     before = worker.predict(x)
     targets = table["target"].to_dict() if "target" in table else {}
-    out, seen = [], set()
-    for g in np.unique(groups):
-        sel = groups == g
-        if sel.sum() < min_size or sel.all():
+    out, seen = [], []
+    half = _blocks(x.shape[-2:])
+    for window in _dense_places(found.index.to_numpy(), necessary_of, x.shape[-2:])[:max_groups]:
+        # Carriers chosen on half the place's pixels are alike there by choice, even on noise: the
+        # pattern must show on the pixels they were not chosen by.
+        sel = _carriers(detail, window & half, min_size)
+        if sel is None:
             continue
         footprint = _footprint(detail[torch.from_numpy(sel)])
-        if footprint.any():
-            sel = _carriers(detail, sel, footprint)
-            if sel.sum() < min_size or sel.all() or frozenset(ids[sel]) in seen:
-                continue
-            seen.add(frozenset(ids[sel]))
+        if (footprint & ~(window & half)).any():
+            sel = _carriers(detail, footprint, min_size, start=sel)
+        else:
+            footprint = torch.zeros_like(footprint)
+        if sel is None or any((sel & s).sum() >= 0.8 * max(sel.sum(), s.sum()) for s in seen):
+            continue
+        seen.append(sel)
         tests, changed = _test(worker, x, before, torch.from_numpy(sel), footprint, rng, max_images)
         decided = ids[sel][changed]
         names = Counter(class_name(labels, int(targets.get(int(i), int(before[k]))))
@@ -167,26 +170,28 @@ def _common_size_inputs(table, worker, rng, max_images):
     return ids[keep], torch.cat([inputs[k] for k in keep]).float()
 
 
-def _densest_place(ids, necessary_of, size) -> torch.Tensor:
-    """[1, 1, H, W] of the ``SEED_SHARE`` of the frame where the necessary regions of ``ids`` are densest."""
+def _dense_places(ids, necessary_of, size) -> list[torch.Tensor]:
+    """Where the necessary regions of ``ids`` gather: the ``SEED_SHARE`` of the frame where they are
+    densest, as separate places (cells within ``SEED_JOIN`` of each other are one place), the most
+    visited first; each a bool [H, W]."""
     density = torch.zeros(SEED_GRID, SEED_GRID)
     for i in ids:
         m = torch.from_numpy(np.ascontiguousarray(necessary_of(int(i)), dtype=np.float32))[None, None]
         density += F.adaptive_avg_pool2d(m, SEED_GRID)[0, 0]
     k = max(1, round(SEED_SHARE * density.numel()))
-    cells = torch.zeros(SEED_GRID * SEED_GRID)
-    cells[density.flatten().topk(k).indices] = 1.0
-    return F.interpolate(cells.view(1, 1, SEED_GRID, SEED_GRID), size=tuple(size), mode="nearest")
-
-
-def _what_removal_takes(x, where, chunk: int = 32) -> np.ndarray:
-    """[N, features], unit length: what removing ``where`` from each image takes away from it."""
-    parts = []
-    for part in x.split(chunk):
-        region = where.expand(len(part), 1, *where.shape[-2:])
-        taken = ((part - surroundings(part, region)) * region).flatten(1)
-        parts.append(F.normalize(taken - taken.mean(1, keepdim=True), dim=1))
-    return torch.cat(parts).numpy()
+    hot = torch.zeros(SEED_GRID * SEED_GRID)
+    hot[density.flatten().topk(k).indices] = 1.0
+    hot = hot.view(1, 1, SEED_GRID, SEED_GRID)
+    joined = F.max_pool2d(hot, 2 * SEED_JOIN + 1, 1, SEED_JOIN)[0]
+    labels = label_pieces(joined, (SEED_GRID, SEED_GRID))[0]
+    places = []
+    for piece in labels.unique().tolist():
+        if piece == 0:
+            continue
+        cells = (labels == piece).float() * hot[0, 0]
+        places.append((float((cells * density).sum()), cells))
+    places.sort(key=lambda p: -p[0])
+    return [F.interpolate(c[None, None], size=tuple(size), mode="nearest")[0, 0].bool() for _, c in places]
 
 
 def _footprint(detail: torch.Tensor) -> torch.Tensor:
@@ -196,14 +201,29 @@ def _footprint(detail: torch.Tensor) -> torch.Tensor:
     return t.abs().amax(0) >= FOOTPRINT_T
 
 
-def _carriers(detail, sel, footprint) -> np.ndarray:
-    """Which images carry the group's pattern: their fine detail on the footprint is like the group's
-    mean there (cosine at least ``CARRIES_AT``). Grouping by the densest place alone can take in an
-    image or two that carry nothing."""
-    on = detail[..., footprint].flatten(1)  # [N, C * footprint pixels]
-    pattern = on[torch.from_numpy(sel)].mean(0)
-    likeness = F.cosine_similarity(on, pattern[None], dim=1)
-    return (likeness >= CARRIES_AT).numpy()
+def _carriers(detail, where, min_size, start=None) -> np.ndarray | None:
+    """Which images carry one pattern at ``where`` (bool [H, W]): their fine detail there has a cosine
+    of at least ``CARRIES_AT`` with the carriers' mean, found by refining that mean a few times from
+    the mean of ``start`` (every image by default). A pattern laid over different photos has the same
+    sign everywhere it lies, while the photos beneath cancel out in the mean. None when fewer than
+    ``min_size`` images carry it."""
+    on = detail[..., where].flatten(1)  # [N, C * pixels]
+    sel = np.ones(len(on), bool) if start is None else start
+    for _ in range(REFINE_STEPS):
+        if sel.sum() < min_size:
+            return None
+        pattern = on[torch.from_numpy(sel)].mean(0)
+        now = (F.cosine_similarity(on, pattern[None], dim=1) >= CARRIES_AT).numpy()
+        if (now == sel).all():
+            break
+        sel = now
+    return sel if sel.sum() >= min_size else None
+
+
+def _blocks(size, side: int = 8) -> torch.Tensor:
+    """bool [H, W]: half the pixels, in a checkerboard of ``side``-pixel blocks."""
+    rows, cols = torch.arange(size[0]) // side, torch.arange(size[1]) // side
+    return (rows[:, None] + cols[None, :]) % 2 == 0
 
 
 def _pooled(footprint: torch.Tensor) -> np.ndarray:
