@@ -33,6 +33,10 @@ def find_groups(table: pd.DataFrame, masks_of, *, worker=None, labels=None, feat
         labels_of_class = np.zeros(len(ids), dtype=np.int64)
         if len(ids) >= 2 * min_size:
             labels_of_class = merge_alike(feats, spectral_groups(knn_graph(feats, neighbours), max_groups, seed)[0])
+            if "channels" in features and rows["channels"].map(len).sum() > 0:
+                # One kind of evidence in several places (a cue in any corner) is one group: groups
+                # whose circuits agree are joined, wherever their masks lie.
+                labels_of_class = merge_alike(channel_features(list(rows["channels"])), labels_of_class)
         recipients = _recipients(ok, target)
         for g in np.unique(labels_of_class):
             sel = labels_of_class == g
