@@ -21,18 +21,18 @@ is found by *where* the necessary evidence of many images gathers and *what* lie
    then those alike on the footprint.
 4. **Its test**, on the footprint:
 
-   * ``removal``: removing it (filled in from its surroundings) changes this share of the members'
-     decisions. The members it changes are the ones the artifact *decides*: they form the group
-     (``indices``); every member carries it (``carriers``);
+   * ``removal``: removing it (filled in from its surroundings) changes this share of the carriers'
+     decisions. The carriers it changes are the ones the artifact *decides*: they form the group
+     (``indices``);
    * ``removal_moved``: removing the same footprint moved half an image away changes this share
      (a control of the same size and shape: a fragile decision flips when anything is removed);
-   * ``paste``: pasting a member's pixels of the footprint into images that do not carry it changes
+   * ``paste``: pasting a carrier's pixels of the footprint into images that do not carry it changes
      their decision this often (any change: an artifact tips images into many classes);
    * ``paste_moved``: the same with the donor's pixels from half an image away (other content in
      the footprint's shape). Reported, not subtracted: an artifact's shape drawn in any pixels (the
      letters of a text) can tip decisions too, and is still the artifact.
 
-``suspicion = max(0, removal - removal_moved) x paste``: a pattern the members need more than the
+``suspicion = max(0, removal - removal_moved) x paste``: a pattern the carriers need more than the
 same amount of anything else, and that changes decisions where it is pasted.
 """
 
@@ -57,11 +57,11 @@ SEED_SHARE = 0.03
 SEED_GRID = 56
 #: pixels: fine detail is the image minus a Gaussian blur of this sigma (an overlay's strokes, not the photo)
 DETAIL_SIGMA = 2.0
-#: a footprint pixel: the members' mean detail is this many standard errors from zero. On 144 photo
-#: views the members of a watermark group reached 25 on its strokes, images without it stayed below 3.
+#: a footprint pixel: the carriers' mean detail is this many standard errors from zero. On 144 photo
+#: views the watermark's carriers reached 25 on its strokes; images without it stayed below 3.
 FOOTPRINT_T = 8.0
-#: an image carries a pattern when its fine detail on the footprint has at least this cosine with the
-#: group's mean detail there (watermarked photo views: 0.77-0.98; the same views clean: at most 0.16)
+#: an image carries a pattern when its fine detail there has at least this cosine with the carriers'
+#: mean detail (on the footprint: watermarked photo views 0.77-0.98, the same views clean at most 0.16)
 CARRIES_AT = 0.5
 #: hot cells this many cells apart (or closer) belong to one place
 SEED_JOIN = 2
@@ -76,10 +76,10 @@ class Artifact:
     """A pattern images of any class carry at one place, and its test (see the module docstring)."""
 
     index: int
-    indices: np.ndarray  #: positions in the audited data of the members whose decision it changes
-    carriers: np.ndarray  #: positions in the audited data of every member (images that carry it)
-    classes: dict  #: class name -> members deciding it (of ``indices``)
-    footprint: np.ndarray  #: bool [H, W], the pixels where the members carry the same pattern
+    indices: np.ndarray  #: ids of the carriers whose decision removing it changes (the group)
+    carriers: np.ndarray  #: ids of every image that carries it
+    classes: dict  #: class name -> how many of ``indices`` decide it
+    footprint: np.ndarray  #: bool [H, W], the pixels where the carriers' pattern lies
     shared_map: np.ndarray  #: [MAP_SIDE, MAP_SIDE], share of each cell in the footprint
     area: float  #: share of the frame the footprint covers
     removal: float
@@ -195,7 +195,7 @@ def _dense_places(ids, necessary_of, size) -> list[torch.Tensor]:
 
 
 def _footprint(detail: torch.Tensor) -> torch.Tensor:
-    """bool [H, W]: where the members' fine detail [n, C, H, W] agrees (``FOOTPRINT_T``)."""
+    """bool [H, W]: where the carriers' fine detail [n, C, H, W] agrees (``FOOTPRINT_T``)."""
     n = detail.shape[0]
     t = detail.mean(0) / (detail.std(0) / n ** 0.5).clamp_min(1e-6)
     return t.abs().amax(0) >= FOOTPRINT_T
@@ -231,7 +231,7 @@ def _pooled(footprint: torch.Tensor) -> np.ndarray:
 
 
 def _test(worker, x, before, sel, footprint, rng, max_tests):
-    """The removal and paste rates of the module docstring, and which members removal changes."""
+    """The removal and paste rates of the module docstring, and which carriers removal changes."""
     nan = float("nan")
     members = sel.nonzero()[:, 0]
     if not footprint.any():

@@ -73,10 +73,8 @@ def knn_graph(features: np.ndarray, k: int = 10, block: int = 1024) -> sp.csr_ma
     return a.maximum(a.T).tocsr()
 
 
-def spectral_groups(affinity: sp.csr_matrix, max_groups: int = 8, seed: int = 0,
-                    min_groups: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Group labels [N] and the smallest Laplacian eigenvalues used to choose their number (the
-    largest gap, at least ``min_groups``)."""
+def spectral_groups(affinity: sp.csr_matrix, max_groups: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Group labels [N] and the smallest Laplacian eigenvalues used to choose their number."""
     n = affinity.shape[0]
     if n < 4:
         return np.zeros(n, dtype=np.int64), np.zeros(1)
@@ -95,7 +93,6 @@ def spectral_groups(affinity: sp.csr_matrix, max_groups: int = 8, seed: int = 0,
     lam = np.clip(1.0 - vals, 0.0, 2.0)
     gaps = np.diff(lam)[:max_groups]
     k = int(np.argmax(gaps)) + 1 if len(gaps) else 1
-    k = min(max(k, min_groups), len(lam))
     if k == 1:
         return np.zeros(n, dtype=np.int64), lam
     return kmeans(_unit_rows(vecs[:, :k]), k, seed=seed), lam
